@@ -1,0 +1,1 @@
+"""Dataset builders (TFDS) for the HumanBench source formats and preparation tools."""
