@@ -1,0 +1,107 @@
+"""Pedestrian detection (task ``detection``): Anchor-DETR style query decoder, Hungarian matching.
+
+Head (:mod:`.head`): REFERENCE.md §3.5's decoder on the projected patch tokens; outputs
+``logits [L, B, Q]`` and ``boxes [L, B, Q, 4]`` (normalised cxcywh) for every decoder layer.
+Loss (:mod:`.losses`, :mod:`.matcher`): per layer, exact Hungarian matching in JAX (costs class
+2 / L1 5 / GIoU 2), sigmoid focal x2 + L1 x5 + (1 - GIoU) x2, each divided by the number of
+ground-truth boxes in the global batch; ignore regions as the reference.
+
+Batch fields (one dataset's sub-batch; ``G = max_boxes``, ``I = max_ignore`` from the config):
+
+* ``image``        ``[B, H, W, 3]`` uint8, zero-padded on the right/bottom.
+* ``boxes``        ``[B, G, 4]`` float32, ground-truth persons as normalised cxcywh: divided by
+  the *unpadded* image width/height (REFERENCE.md §7.5); padding slots hold anything.
+* ``box_mask``     ``[B, G]`` bool, true for real (non-ignore) ground truths.
+* ``ignore_boxes`` ``[B, I, 4]`` float32, ignore regions (``iscrowd`` or non-person categories),
+  normalised cxcywh like ``boxes``. They take no part in matching; unmatched predictions
+  covering them by IoA >= ``ign_thr`` get no classification loss.
+* ``ignore_mask``  ``[B, I]`` bool, true for real ignore regions.
+* ``image_hw``     ``[B, 2]`` int32/float, the unpadded image (height, width) in pixels.
+* ``orig_hw``      ``[B, 2]`` optional, the original image (height, width) before resizing;
+  when present :meth:`DetectionTask.decode` reports boxes in original-image pixels.
+
+Ignore regions are kept apart from ``boxes`` (rather than folded in with a flag) so the matcher's
+rows are exactly the boxes that must be matched.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from path_jax.tasks import base
+from path_jax.tasks.detection import boxes as box_ops
+from path_jax.tasks.detection.head import DetectionHead
+from path_jax.tasks.detection.losses import detection_loss
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Dataset-level defaults of a detection dataset (REFERENCE.md §3.5, CrowdHuman)."""
+  c = ml_collections.ConfigDict()
+  # Decoder.
+  c.hidden_dim = 256
+  c.num_heads = 8
+  c.ffn_dim = 2048
+  c.num_layers = 9
+  c.num_anchors = 300
+  c.num_patterns = 3
+  c.num_queries = 900        # must equal num_anchors * num_patterns; checked by make_head
+  c.remat = True             # the reference checkpoints every decoder layer
+  c.dtype = "float32"        # compute dtype of the head; outputs are float32
+  # Static padding of the targets (pipeline) and matcher size check.
+  c.max_boxes = 100
+  c.max_ignore = 32
+  # Matcher costs.
+  c.cost_class = 2.0
+  c.cost_bbox = 5.0
+  c.cost_giou = 2.0
+  # Loss weights and focal parameters.
+  c.weight_class = 2.0
+  c.weight_bbox = 5.0
+  c.weight_giou = 2.0
+  c.focal_alpha = 0.25
+  c.focal_gamma = 2.0
+  c.ign_thr = 0.7
+  c.deep_supervision = True
+  return c
+
+
+class DetectionTask(base.Task):
+  """Pedestrian detection: DETR-style decoder, Hungarian matching, focal/L1/GIoU losses."""
+  name = "detection"
+
+  def make_head(self, cfg: Mapping[str, Any]) -> DetectionHead:
+    if cfg["num_queries"] != cfg["num_anchors"] * cfg["num_patterns"]:
+      raise ValueError(
+          f"detection config: num_queries={cfg['num_queries']} must equal num_anchors * "
+          f"num_patterns = {cfg['num_anchors']} * {cfg['num_patterns']}; set num_queries to "
+          f"{cfg['num_anchors'] * cfg['num_patterns']}.")
+    if cfg["max_boxes"] > cfg["num_queries"]:
+      raise ValueError(f"detection config: max_boxes={cfg['max_boxes']} exceeds "
+                       f"num_queries={cfg['num_queries']}; every box needs its own query.")
+    return DetectionHead(
+        hidden_dim=cfg["hidden_dim"], num_heads=cfg["num_heads"], ffn_dim=cfg["ffn_dim"],
+        num_layers=cfg["num_layers"], num_anchors=cfg["num_anchors"],
+        num_patterns=cfg["num_patterns"], remat=cfg["remat"], dtype=jnp.dtype(cfg["dtype"]))
+
+  def loss(self, outputs, batch, cfg):
+    return detection_loss(outputs, batch, cfg)
+
+  def decode(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
+             cfg: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """Last layer's predictions for all queries, no NMS (as the reference).
+
+    Returns ``scores [B, Q]`` (sigmoid) and ``boxes [B, Q, 4]`` xyxy in pixels of ``orig_hw``
+    when the batch has it, else of ``image_hw``.
+    """
+    del cfg
+    hw = batch["orig_hw"] if "orig_hw" in batch else batch["image_hw"]
+    hw = jnp.asarray(hw, jnp.float32)
+    scale = jnp.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], axis=-1)[:, None, :]
+    boxes = box_ops.cxcywh_to_xyxy(outputs["boxes"][-1]) * scale
+    return {"scores": jax.nn.sigmoid(outputs["logits"][-1]), "boxes": boxes}
+
+
+TASK = base.register(DetectionTask())

@@ -1,0 +1,80 @@
+"""Benchmark of the detection loss with Hungarian matching (loss + gradient w.r.t. head outputs).
+
+``python -m path_jax.tasks.detection.bench [--queries 900 --boxes 100 --batch 2 --layers 9]``
+times the jitted ``value_and_grad`` of :func:`detection_loss` on random head outputs and random
+ground truths (every box slot valid, plus a few ignore regions), after one warm-up call, and
+prints the median time per call in milliseconds.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from path_jax.tasks.detection import default_config
+from path_jax.tasks.detection.losses import detection_loss
+
+DEFAULTS = {"queries": 900, "boxes": 100, "batch": 2, "layers": 9, "ignore": 8, "iters": 10,
+            "seed": 0}
+
+
+def _inputs(queries: int, boxes: int, batch: int, layers: int, ignore: int, seed: int):
+  rng = np.random.default_rng(seed)
+
+  def rand_boxes(*shape):
+    cxcy = rng.uniform(0.1, 0.9, shape + (2,))
+    wh = rng.uniform(0.02, 0.3, shape + (2,))
+    return jnp.asarray(np.concatenate([cxcy, wh], -1), jnp.float32)
+
+  outputs = {"logits": jnp.asarray(rng.normal(size=(layers, batch, queries)), jnp.float32),
+             "boxes": rand_boxes(layers, batch, queries)}
+  batch_ = {"boxes": rand_boxes(batch, boxes), "box_mask": jnp.ones((batch, boxes), bool),
+            "ignore_boxes": rand_boxes(batch, ignore),
+            "ignore_mask": jnp.ones((batch, ignore), bool)}
+  return outputs, batch_
+
+
+def run(args=None) -> dict:
+  """Times loss + grad; ``args`` may carry any of ``DEFAULTS``'s names. Returns the numbers."""
+  opts = {k: getattr(args, k, v) if args is not None else v for k, v in DEFAULTS.items()}
+  cfg = default_config()
+  cfg.max_boxes, cfg.max_ignore = opts["boxes"], opts["ignore"]
+  outputs, batch = _inputs(opts["queries"], opts["boxes"], opts["batch"], opts["layers"],
+                           opts["ignore"], opts["seed"])
+  fn = jax.jit(jax.value_and_grad(lambda o: detection_loss(o, batch, cfg)[0]))
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn(outputs))
+  compile_s = time.perf_counter() - t0
+  times = []
+  for _ in range(opts["iters"]):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(outputs))
+    times.append(time.perf_counter() - t0)
+  result = {
+      "detection_loss_grad_ms": 1e3 * statistics.median(times),
+      "detection_loss_grad_min_ms": 1e3 * min(times),
+      "first_call_s": compile_s,
+      "device": jax.devices()[0].device_kind,
+      **{k: opts[k] for k in ("queries", "boxes", "batch", "layers", "ignore")},
+  }
+  print(f"detection loss+grad (Hungarian matching), {opts['queries']} queries x {opts['boxes']} "
+        f"boxes x batch {opts['batch']} x {opts['layers']} layers on {result['device']}: "
+        f"median {result['detection_loss_grad_ms']:.2f} ms, min "
+        f"{result['detection_loss_grad_min_ms']:.2f} ms (first call incl. compile "
+        f"{compile_s:.2f} s)")
+  return result
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  for k, v in DEFAULTS.items():
+    parser.add_argument(f"--{k}", type=int, default=v)
+  return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,399 @@
+"""Detection task: exact JAX Hungarian matcher, box ops, losses, head, decode, overfitting.
+
+Expected values come from independent NumPy / SciPy computations (scipy's linear_sum_assignment
+for matching, loops over boxes for the geometry, a NumPy re-implementation of the criterion).
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from path_jax.tasks import HeadInputs, get
+from path_jax.tasks.detection import boxes as box_ops
+from path_jax.tasks.detection import bench, default_config
+from path_jax.tasks.detection.head import pos2posemb2d
+from path_jax.tasks.detection.losses import detection_loss, sigmoid_focal_loss
+from path_jax.tasks.detection.matcher import hungarian
+
+# ---------------------------------------------------------------------------------------------
+# NumPy references.
+
+
+def np_xyxy(b):
+  b = np.asarray(b, np.float64)
+  return np.concatenate([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
+
+
+def np_box_stats(a, b):
+  """Loop over pairs: (iou, giou, ioa) matrices of xyxy boxes a [N,4], b [M,4]."""
+  out = np.zeros((3, len(a), len(b)))
+  for i, (ax0, ay0, ax1, ay1) in enumerate(a):
+    for j, (bx0, by0, bx1, by1) in enumerate(b):
+      iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
+      ih = max(0.0, min(ay1, by1) - max(ay0, by0))
+      inter = iw * ih
+      area_a = max(ax1 - ax0, 0) * max(ay1 - ay0, 0)
+      area_b = max(bx1 - bx0, 0) * max(by1 - by0, 0)
+      union = area_a + area_b - inter
+      hull = (max(ax1, bx1) - min(ax0, bx0)) * (max(ay1, by1) - min(ay0, by0))
+      out[0, i, j] = inter / union
+      out[1, i, j] = inter / union - (hull - union) / hull
+      out[2, i, j] = inter / area_a
+  return out
+
+
+def np_focal(x, t, alpha=0.25, gamma=2.0):
+  x = np.asarray(x, np.float64)
+  p = 1 / (1 + np.exp(-x))
+  ce = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+  p_t = p * t + (1 - p) * (1 - t)
+  return (alpha * t + (1 - alpha) * (1 - t)) * ce * (1 - p_t) ** gamma
+
+
+def np_criterion(logits, pred, gt, gt_mask, ign, ign_mask, cfg):
+  """The reference criterion with scipy matching; logits [L,B,Q], pred [L,B,Q,4]."""
+  logits, pred = np.asarray(logits, np.float64), np.asarray(pred, np.float64)
+  num_boxes = max(gt_mask.sum(), 1)
+  total, last = 0.0, None
+  for layer in range(logits.shape[0]):
+    cls = l1 = gi = 0.0
+    for b in range(logits.shape[1]):
+      x, pb = logits[layer, b], pred[layer, b]
+      g = np.asarray(gt[b], np.float64)[gt_mask[b]]
+      p = 1 / (1 + np.exp(-x))
+      c_cls = (cfg.focal_alpha * (1 - p) ** 2 * -np.log(p + 1e-8)
+               - (1 - cfg.focal_alpha) * p ** 2 * -np.log(1 - p + 1e-8))
+      target = np.zeros(len(x))
+      if len(g):
+        stats = np_box_stats(np_xyxy(pb), np_xyxy(g))
+        cost = (cfg.cost_class * c_cls[:, None]
+                + cfg.cost_bbox * np.abs(pb[:, None] - g[None]).sum(-1) - cfg.cost_giou * stats[1])
+        qi, gi_idx = linear_sum_assignment(cost)
+        target[qi] = 1
+        l1 += np.abs(pb[qi] - g[gi_idx]).sum()
+        gi += (1 - stats[1][qi, gi_idx]).sum()
+      keep = np.ones(len(x), bool)
+      ig = np.asarray(ign[b], np.float64)[ign_mask[b]]
+      if len(ig):
+        ioa = np_box_stats(np_xyxy(pb), np_xyxy(ig))[2].max(1)
+        keep = (target == 1) | (ioa < cfg.ign_thr)
+      cls += np_focal(x, target)[keep].sum()
+    total += (cfg.weight_class * cls + cfg.weight_bbox * l1 + cfg.weight_giou * gi) / num_boxes
+    last = (cls / num_boxes, l1 / num_boxes, gi / num_boxes)
+  return total, last
+
+
+def rand_boxes(rng, *shape, lo=0.1, hi=0.9):
+  return np.concatenate([rng.uniform(lo, hi, shape + (2,)), rng.uniform(0.05, 0.4, shape + (2,))],
+                        -1).astype(np.float32)
+
+
+def tiny_cfg(**kw):
+  c = default_config()
+  c.update(hidden_dim=32, num_heads=2, ffn_dim=64, num_layers=2, num_anchors=8, num_patterns=2,
+           num_queries=16, max_boxes=4, max_ignore=2, remat=False)
+  c.update(**kw)
+  return c
+
+
+# ---------------------------------------------------------------------------------------------
+# Matcher.
+
+_batched_hungarian = jax.jit(jax.vmap(hungarian))
+
+
+def _check_assignments(costs, valid, row_to_col, col_to_row, exact):
+  for c, v, r2c, c2r in zip(costs, valid, np.asarray(row_to_col), np.asarray(col_to_row)):
+    rows = np.nonzero(v)[0]
+    assert (r2c[~v] == -1).all()
+    cols = r2c[rows]
+    assert (cols >= 0).all() and len(np.unique(cols)) == len(rows)
+    # col_to_row is the inverse map.
+    np.testing.assert_array_equal(np.nonzero(c2r >= 0)[0], np.sort(cols))
+    np.testing.assert_array_equal(c2r[cols], rows)
+    # scipy on the [Q, G] orientation the detection code reasons in.
+    qi, gi = linear_sum_assignment(np.asarray(c, np.float64)[rows].T)
+    optimum = np.asarray(c, np.float64)[rows][gi, qi].sum()
+    got = np.asarray(c, np.float64)[rows, cols].sum()
+    if exact:
+      assert got == optimum
+    else:
+      assert abs(got - optimum) <= 1e-5 * max(1.0, abs(optimum)), (got, optimum)
+
+
+@pytest.mark.parametrize("n,m,count,integer", [
+    (12, 20, 100, False),    # rectangular, float
+    (10, 10, 80, True),      # square, integer costs with many ties
+    (30, 60, 60, True),      # rectangular, ties
+    (100, 900, 24, False),   # the detection size
+    (100, 900, 8, True),
+])
+def test_hungarian_is_optimal(n, m, count, integer):
+  rng = np.random.default_rng(n * 1000 + m + integer)
+  if integer:
+    costs = rng.integers(0, 4, (count, n, m)).astype(np.float32)
+  else:
+    costs = (rng.normal(size=(count, n, m)) * 3).astype(np.float32)
+  # Valid counts from 0 to n, padded rows scattered anywhere, holding garbage costs.
+  valid = np.zeros((count, n), bool)
+  for k in range(count):
+    valid[k, rng.permutation(n)[:(k * (n + 1)) // count if k < count - 1 else n]] = True
+  costs[~valid] = 1e9
+  row_to_col, col_to_row = _batched_hungarian(jnp.asarray(costs), jnp.asarray(valid))
+  _check_assignments(costs, valid, row_to_col, col_to_row, exact=integer)
+
+
+def test_hungarian_vmaps_over_layers_and_batch():
+  rng = np.random.default_rng(1)
+  costs = rng.integers(0, 6, (3, 2, 5, 9)).astype(np.float32)
+  valid = rng.random((3, 2, 5)) < 0.6
+  fn = jax.jit(jax.vmap(jax.vmap(hungarian)))
+  r2c, c2r = fn(jnp.asarray(costs), jnp.asarray(valid))
+  _check_assignments(costs.reshape(6, 5, 9), valid.reshape(6, 5), np.asarray(r2c).reshape(6, 5),
+                     np.asarray(c2r).reshape(6, 9), exact=True)
+
+
+def test_hungarian_edge_shapes():
+  r2c, c2r = jax.jit(hungarian)(jnp.zeros((0, 7)), jnp.zeros((0,), bool))
+  assert r2c.shape == (0,) and (np.asarray(c2r) == -1).all()
+  with pytest.raises(ValueError, match="max_boxes <= num_queries"):
+    hungarian(jnp.zeros((5, 3)), jnp.ones((5,), bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# Boxes and losses.
+
+
+def test_box_ops_against_numpy():
+  rng = np.random.default_rng(2)
+  a, b = rand_boxes(rng, 7), rand_boxes(rng, 5)
+  b[0] = a[0]                       # identical pair
+  b[1] = [0.05, 0.05, 0.02, 0.02]   # disjoint from most
+  ax, bx = np_xyxy(a), np_xyxy(b)
+  want = np_box_stats(ax, bx)
+  ja, jb = box_ops.cxcywh_to_xyxy(jnp.asarray(a)), box_ops.cxcywh_to_xyxy(jnp.asarray(b))
+  np.testing.assert_allclose(ja, ax, atol=1e-6)
+  np.testing.assert_allclose(box_ops.xyxy_to_cxcywh(ja), a, atol=1e-6)
+  np.testing.assert_allclose(box_ops.pairwise_iou(ja, jb), want[0], atol=1e-5)
+  np.testing.assert_allclose(box_ops.pairwise_giou(ja, jb), want[1], atol=1e-5)
+  np.testing.assert_allclose(box_ops.pairwise_ioa(ja, jb), want[2], atol=1e-5)
+  np.testing.assert_allclose(box_ops.giou(ja[:5], jb), np.diag(want[1][:5]), atol=1e-5)
+
+
+def test_focal_loss_against_numpy():
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=50) * 4
+  t = (rng.random(50) < 0.3).astype(np.float32)
+  np.testing.assert_allclose(sigmoid_focal_loss(jnp.asarray(x, jnp.float32), jnp.asarray(t)),
+                             np_focal(x, t), rtol=1e-4, atol=1e-7)
+
+
+def _loss_problem(seed, num_layers=2, batch=2, queries=12, max_boxes=4, max_ignore=2):
+  rng = np.random.default_rng(seed)
+  logits = rng.normal(size=(num_layers, batch, queries)).astype(np.float32)
+  pred = rand_boxes(rng, num_layers, batch, queries)
+  gt = rand_boxes(rng, batch, max_boxes)
+  gt_mask = np.array([[True, True, False, True], [False, True, False, False]])[:batch, :max_boxes]
+  ign = np.zeros((batch, max_ignore, 4), np.float32)
+  ign[:, 0] = [0.5, 0.5, 0.6, 0.6]
+  ign_mask = np.zeros((batch, max_ignore), bool)
+  ign_mask[:, 0] = True
+  # Some predictions well inside the ignore region, so some are dropped from the focal loss.
+  pred[:, :, :3] = [0.5, 0.5, 0.1, 0.1]
+  outputs = {"logits": jnp.asarray(logits), "boxes": jnp.asarray(pred)}
+  b = {"boxes": jnp.asarray(gt), "box_mask": jnp.asarray(gt_mask),
+       "ignore_boxes": jnp.asarray(ign), "ignore_mask": jnp.asarray(ign_mask)}
+  return outputs, b, (logits, pred, gt, gt_mask, ign, ign_mask)
+
+
+def test_detection_loss_against_numpy_criterion():
+  cfg = tiny_cfg()
+  for seed in range(3):
+    outputs, b, arrays = _loss_problem(seed)
+    loss, metrics = jax.jit(lambda o, b: detection_loss(o, b, cfg))(outputs, b)
+    want, (cls, l1, gi) = np_criterion(*arrays, cfg)
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss_cls"], cls, rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss_bbox"], l1, rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss_giou"], gi, rtol=1e-5)
+    assert metrics["num_boxes"] == arrays[3].sum()
+  # The ignore rule matters here: without it the loss is larger.
+  logits, pred, gt, gt_mask, ign, _ = arrays
+  no_ign, _ = np_criterion(logits, pred, gt, gt_mask, ign, np.zeros_like(arrays[5]), cfg)
+  assert no_ign > want + 1e-3
+  # Deep supervision off = the last layer alone.
+  last, _ = detection_loss(outputs, b, tiny_cfg(deep_supervision=False))
+  want_last, _ = np_criterion(logits[-1:], pred[-1:], gt, gt_mask, ign, arrays[5], cfg)
+  np.testing.assert_allclose(last, want_last, rtol=1e-5)
+
+
+def test_loss_rejects_wrong_padding():
+  outputs, b, _ = _loss_problem(0)
+  with pytest.raises(ValueError, match="max_boxes=7"):
+    detection_loss(outputs, b, tiny_cfg(max_boxes=7))
+
+
+def test_gradients_finite_without_ground_truth():
+  cfg = tiny_cfg()
+  task = get("detection")
+  head = task.make_head(cfg)
+  x = HeadInputs(tokens=jax.random.normal(jax.random.key(0), (2, 6, 24)), grid=(2, 3),
+                 image_hw=(32, 48))
+  params = head.init(jax.random.key(1), x)
+  empty = {"boxes": jnp.zeros((2, 4, 4)), "box_mask": jnp.zeros((2, 4), bool),
+           "ignore_boxes": jnp.zeros((2, 2, 4)), "ignore_mask": jnp.zeros((2, 2), bool)}
+  loss_fn = jax.jit(jax.value_and_grad(lambda p: task.loss(head.apply(p, x), empty, cfg)[0]))
+  loss, grads = loss_fn(params)
+  assert np.isfinite(loss) and loss > 0
+  leaves = jax.tree.leaves(nn.meta.unbox(grads))
+  assert all(np.isfinite(np.asarray(g)).all() for g in leaves)
+  assert any(np.abs(np.asarray(g)).max() > 0 for g in leaves)
+
+
+# ---------------------------------------------------------------------------------------------
+# Head and decode.
+
+
+def _head_and_inputs(cfg, batch=2, grid=(3, 4), channels=24, seed=0):
+  head = get("detection").make_head(cfg)
+  tokens = jax.random.normal(jax.random.key(seed), (batch, grid[0] * grid[1], channels))
+  x = HeadInputs(tokens=tokens, grid=grid, image_hw=(grid[0] * 16, grid[1] * 16))
+  return head, x
+
+
+def test_head_outputs_and_anchor_pairing():
+  cfg = tiny_cfg(num_layers=3)
+  head, x = _head_and_inputs(cfg)
+  variables = head.init(jax.random.key(0), x)
+  out = head.apply(variables, x)
+  assert out["logits"].shape == (3, 2, 16) and out["boxes"].shape == (3, 2, 16, 4)
+  assert ((out["boxes"] > 0) & (out["boxes"] < 1)).all()
+  # Every parameter carries logical axis names of its rank.
+  boxed = jax.tree.leaves(variables, is_leaf=lambda v: isinstance(v, nn.LogicallyPartitioned))
+  assert all(isinstance(v, nn.LogicallyPartitioned) and len(v.names) == v.value.ndim
+             for v in boxed)
+  params = nn.meta.unbox(variables)["params"]
+  anchors = np.asarray(params["anchors"])
+  assert anchors.shape == (8, 2) and (anchors >= 0).all() and (anchors <= 1).all()
+  # With a zero box MLP output the boxes sit on the anchors: query k uses anchor k % A.
+  params["bbox_embed"]["fc2"] = jax.tree.map(jnp.zeros_like, params["bbox_embed"]["fc2"])
+  boxes = np.asarray(head.apply({"params": params}, x)["boxes"])
+  np.testing.assert_allclose(boxes[..., :2], np.broadcast_to(np.tile(anchors, (2, 1)),
+                                                             boxes.shape[:-1] + (2,)), atol=1e-5)
+  np.testing.assert_allclose(boxes[..., 2:], 0.5, atol=1e-6)
+  # Remat changes memory, not values.
+  remat_out = get("detection").make_head(tiny_cfg(num_layers=3, remat=True)).apply(variables, x)
+  np.testing.assert_allclose(remat_out["boxes"], out["boxes"], atol=1e-6)
+
+
+def test_pos2posemb2d_against_numpy():
+  pts = np.random.default_rng(4).random((5, 2)).astype(np.float32)
+  f = 8
+  dim_t = 10000.0 ** (2 * (np.arange(f) // 2) / f)
+
+  def one(v):
+    e = v[:, None] * 2 * np.pi / dim_t
+    out = np.empty_like(e)
+    out[:, 0::2], out[:, 1::2] = np.sin(e[:, 0::2]), np.cos(e[:, 1::2])
+    return out
+
+  want = np.concatenate([one(pts[:, 1]), one(pts[:, 0])], -1)
+  np.testing.assert_allclose(pos2posemb2d(jnp.asarray(pts), f), want, atol=1e-5)
+
+
+def test_decode_scales_to_pixels():
+  rng = np.random.default_rng(5)
+  outputs = {"logits": jnp.asarray(rng.normal(size=(2, 3, 6)), jnp.float32),
+             "boxes": jnp.asarray(rand_boxes(rng, 2, 3, 6))}
+  hw = np.array([[480, 640], [600, 800], [512, 512]])
+  task = get("detection")
+  pred = task.decode(outputs, {"image_hw": jnp.asarray(hw)}, tiny_cfg())
+  want = np_xyxy(np.asarray(outputs["boxes"][-1])) * np.stack(
+      [hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], -1)[:, None]
+  np.testing.assert_allclose(pred["boxes"], want, rtol=1e-5)
+  np.testing.assert_allclose(pred["scores"], 1 / (1 + np.exp(-np.asarray(outputs["logits"][-1]))),
+                             rtol=1e-5)
+  orig = task.decode(outputs, {"image_hw": jnp.asarray(hw), "orig_hw": jnp.asarray(hw * 2)},
+                     tiny_cfg())
+  np.testing.assert_allclose(orig["boxes"], 2 * want, rtol=1e-5)
+
+
+def test_config_checks():
+  task = get("detection")
+  with pytest.raises(ValueError, match="set num_queries to 16"):
+    task.make_head(tiny_cfg(num_queries=10))
+  with pytest.raises(ValueError, match="max_boxes=20 exceeds"):
+    task.make_head(tiny_cfg(max_boxes=20))
+  c = default_config()
+  assert c.num_queries == c.num_anchors * c.num_patterns == 900 and c.num_layers == 9
+
+
+# ---------------------------------------------------------------------------------------------
+# Overfitting and the benchmark.
+
+
+def _overfit(cfg, num_images, boxes_per_image, steps, lr, seed=0):
+  """Trains the head on fixed random tokens; returns the final-layer IoU of every matched GT."""
+  rng = np.random.default_rng(seed)
+  head, x = _head_and_inputs(cfg, batch=num_images, grid=(4, 4), channels=16, seed=seed)
+  gt = np.concatenate([rng.uniform(0.25, 0.75, (num_images, cfg.max_boxes, 2)),
+                       rng.uniform(0.15, 0.35, (num_images, cfg.max_boxes, 2))], -1)
+  mask = np.zeros((num_images, cfg.max_boxes), bool)
+  mask[:, :boxes_per_image] = True
+  batch = {"boxes": jnp.asarray(gt, jnp.float32), "box_mask": jnp.asarray(mask),
+           "ignore_boxes": jnp.zeros((num_images, cfg.max_ignore, 4)),
+           "ignore_mask": jnp.zeros((num_images, cfg.max_ignore), bool)}
+  params = nn.meta.unbox(head.init(jax.random.key(seed), x))
+  opt = optax.adam(lr)
+  task = get("detection")
+
+  @jax.jit
+  def step(params, opt_state):
+    (loss, metrics), grads = jax.value_and_grad(
+        lambda p: task.loss(head.apply(p, x), batch, cfg), has_aux=True)(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+  opt_state = opt.init(params)
+  first = None
+  for _ in range(steps):
+    params, opt_state, metrics = step(params, opt_state)
+    first = metrics["loss"] if first is None else first
+  out = head.apply(params, x)
+  ious = []
+  for b in range(num_images):
+    c = cfg.to_dict()
+    from path_jax.tasks.detection.matcher import match
+    g2q, _ = match(out["logits"][-1, b], out["boxes"][-1, b], batch["boxes"][b], mask[b], c)
+    pred = box_ops.cxcywh_to_xyxy(out["boxes"][-1, b][np.asarray(g2q)[mask[b]]])
+    ious.append(np.asarray(box_ops.iou(pred, box_ops.cxcywh_to_xyxy(gt[b][mask[b]]))))
+  return np.concatenate(ious), float(first), float(metrics["loss"])
+
+
+def test_head_overfits_small():
+  cfg = tiny_cfg(max_boxes=3)
+  ious, first, last = _overfit(cfg, num_images=2, boxes_per_image=2, steps=150, lr=3e-3)
+  assert last < 0.5 * first
+  assert (ious > 0.5).all(), ious
+
+
+@pytest.mark.slow
+def test_head_overfits():
+  cfg = tiny_cfg(hidden_dim=64, num_heads=4, ffn_dim=128, num_layers=3, num_anchors=16,
+                 num_patterns=2, num_queries=32, max_boxes=6)
+  ious, first, last = _overfit(cfg, num_images=4, boxes_per_image=5, steps=400, lr=2e-3)
+  assert last < 0.3 * first
+  assert (ious > 0.5).all(), ious
+
+
+def test_bench_runs(capsys):
+  class Args:
+    queries, boxes, batch, layers, ignore, iters = 16, 4, 2, 2, 2, 1
+  result = bench.run(Args())
+  assert result["detection_loss_grad_ms"] > 0 and result["boxes"] == 4
+  assert "ms" in capsys.readouterr().out
