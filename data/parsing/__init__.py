@@ -1,0 +1,2 @@
+"""Parsing builder (importing registers ``parsing`` with TFDS)."""
+from data.parsing.builder import Parsing  # noqa: F401

@@ -1,0 +1,265 @@
+"""2-D pose builder: COCO-style keypoint JSON (one record per person) and MPII mmpose JSON.
+
+COCO-style records: ``image`` (the full image), ``bbox`` [4] float32 xywh pixels (clipped to the
+image), ``keypoints`` [K, 3] float32 (x, y, visibility 0/1/2), ``image_id`` int64,
+``instance_id`` int64 (annotation id; -1 for detections), ``area`` float32, ``score`` float32
+(1 for ground truth, the detector score in the ``val_dets`` split), ``filename`` text.
+Crowd, keypoint-less and degenerate boxes are dropped (counted); a box entirely outside its
+image is skipped with a warning. K comes from the file (``categories[0].keypoints`` or the
+first annotation), after ``drop_joints``.
+
+MPII records: ``image``, ``center`` [2] and ``scale`` [2] float32 (mmpose convention, scale in
+units of 200 px), ``keypoints`` [16, 3], ``image_id`` int64 (position in the list),
+``filename``. The adjustment of the mmpose reader is applied here, once: 1-based -> 0-based
+(center and joints -1), center y += 15 * scale, scale *= 1.25.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data import common
+
+
+@dataclasses.dataclass
+class PoseConfig(tfds.core.BuilderConfig):
+  """``splits``: split -> (annotation json, image folder), relative to manual_dir; splits in
+  ``optional_splits`` are built only when their json exists. ``num_joints``: expected K after
+  ``drop_joints`` (None: whatever the file says). ``det_json``: optional COCO-results person
+  detections over the 'val' images, built as split 'val_dets'."""
+  layout: str = "coco"
+  splits: tuple = ()
+  optional_splits: tuple = ()
+  num_joints: int | None = None
+  drop_joints: tuple = ()
+  det_json: str = ""
+
+
+def _uniform(name, k=None, drop=(), optional=("val",), desc=""):
+  return PoseConfig(
+      name=name, layout="coco", num_joints=k, drop_joints=drop, optional_splits=optional,
+      splits=(("train", "annotations/train.json", "images"),
+              ("val", "annotations/val.json", "images")),
+      description=desc or f"{name} keypoints in COCO format (the authors' converted json).")
+
+
+class Pose(common.HumanBenchBuilder):
+  """Top-down pose datasets."""
+  BUILDER_CONFIGS = [
+      PoseConfig(name="coco", layout="coco", num_joints=17,
+                 splits=(("train", "annotations/person_keypoints_train2017.json", "train2017"),
+                         ("val", "annotations/person_keypoints_val2017.json", "val2017")),
+                 det_json="person_detection_results/COCO_val2017_detections_AP_H_56_person.json",
+                 description="COCO-2017 keypoints (+ optional person detections for val)."),
+      _uniform("aic", 14, optional=()),
+      _uniform("posetrack", 15, drop=(3, 4),
+               desc="PoseTrack in COCO format; joints 3, 4 (unannotated ears) dropped -> 15."),
+      _uniform("halpe"), _uniform("jrdb"), _uniform("mhp"), _uniform("penn_action"),
+      _uniform("3dpw"), _uniform("mpi_inf_3dhp"), _uniform("h36m", optional=()), _uniform("aist"),
+      PoseConfig(name="mpii", layout="mpii", num_joints=16,
+                 splits=(("train", "annotations/mpii_train.json", "images"),
+                         ("val", "annotations/mpii_val.json", "images")),
+                 description="MPII in the mmpose json list format."),
+  ]
+
+  def _features(self):
+    c = self.builder_config
+    if c.layout == "mpii":
+      return tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(None, None, 3)),
+          "center": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+          "scale": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+          "keypoints": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
+          "image_id": tfds.features.Scalar(np.int64),
+          "filename": tfds.features.Text(),
+      })
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32, doc="xywh pixels"),
+        "keypoints": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
+        "image_id": tfds.features.Scalar(np.int64),
+        "instance_id": tfds.features.Scalar(np.int64),
+        "area": tfds.features.Scalar(np.float32),
+        "score": tfds.features.Scalar(np.float32),
+        "filename": tfds.features.Text(),
+    })
+
+  @classmethod
+  def layout(cls, config):
+    out = {}
+    for split, ann, img in config.splits:
+      opt = " (optional)" if split in config.optional_splits else ""
+      fmt = "mmpose json list" if config.layout == "mpii" else "COCO keypoint json"
+      out[ann] = f"{split} annotations, {fmt}{opt}"
+      out[f"{img}/<file_name>"] = f"{split} images named as in the json"
+    if config.det_json:
+      out[config.det_json] = "optional person detections (COCO results) on the val images"
+    return out
+
+  def _required(self, root):
+    c = self.builder_config
+    return [p for split, ann, img in c.splits if split not in c.optional_splits
+            for p in (ann, img)]
+
+  def _static_metadata(self):
+    c = self.builder_config
+    return {"layout": c.layout, "dropped_joints": list(c.drop_joints),
+            "bbox": "xywh pixels, clipped to the image",
+            "mpii_adjustment": "center,joints -1 (0-based); center y += 15*scale; scale *= 1.25"}
+
+  def _splits(self, root):
+    c = self.builder_config
+    out = {}
+    for split, ann, img in c.splits:
+      if split in c.optional_splits and not os.path.exists(os.path.join(root, ann)):
+        continue
+      if c.layout == "mpii":
+        out[split] = self._mpii(root, ann, img)
+      else:
+        out[split] = self._coco(root, ann, img)
+        if split == "val" and c.det_json and os.path.exists(os.path.join(root, c.det_json)):
+          out["val_dets"] = self._dets(root, ann, img, c.det_json)
+    return out
+
+  # ---- COCO-style -------------------------------------------------------------------------
+  def _joint_count(self, path, coco) -> int:
+    cats = [ct for ct in coco.get("categories", []) if ct.get("keypoints")]
+    if cats:
+      k = len(cats[0]["keypoints"])
+    else:
+      anns = coco.get("annotations", [])
+      k = len(anns[0]["keypoints"]) // 3 if anns else 0
+    k_out = k - len(self.builder_config.drop_joints)
+    want = self.builder_config.num_joints
+    if want is not None and k_out != want:
+      raise common.BadInputError(
+          f"{path}: {k} keypoints per person (minus {len(self.builder_config.drop_joints)} "
+          f"dropped = {k_out}) but config {self.builder_config.name!r} expects {want}; "
+          "is this the right annotation file for this config?")
+    self.info.metadata["num_joints"] = k_out
+    return k
+
+  def _coco(self, root, ann_rel, img_rel):
+    path = os.path.join(root, ann_rel)
+    with open(path) as f:
+      coco = json.load(f)
+    k = self._joint_count(path, coco)
+    keep = np.array([j not in self.builder_config.drop_joints for j in range(k)])
+    by_image = {}
+    for a in coco.get("annotations", []):
+      by_image.setdefault(a["image_id"], []).append(a)
+    for im in sorted(coco["images"], key=lambda im: im["id"]):
+      anns = by_image.get(im["id"], [])
+      good = []
+      for a in sorted(anns, key=lambda a: a["id"]):
+        if a.get("iscrowd", 0):
+          self.report.drop("crowd")
+          continue
+        kp = np.asarray(a.get("keypoints", []), np.float32)
+        if kp.size != 3 * k:
+          self.report.bad("keypoint_count", path,
+                          f"annotation {a['id']}: {kp.size // 3} joints, expected {k}")
+          continue
+        kp = kp.reshape(k, 3)
+        bad_v = set(np.unique(kp[:, 2]).tolist()) - {0.0, 1.0, 2.0}
+        if bad_v:
+          self.report.bad("label_out_of_range", path,
+                          f"annotation {a['id']}: keypoint visibility {sorted(bad_v)} not in "
+                          "{0, 1, 2}")
+          continue
+        if not (kp[keep, 2] > 0).any():
+          self.report.drop("no_keypoints")
+          continue
+        good.append((a, kp[keep]))
+      if not good:
+        continue
+      img_path = os.path.join(root, img_rel, im["file_name"])
+      img = common.load_image(img_path, self.report)
+      if img is None:
+        continue
+      for a, kp in good:
+        box = self._clip_box(a["bbox"], img, img_path, f"annotation {a['id']}")
+        if box is None or a.get("area", 1) <= 0:
+          continue
+        yield f"{im['id']}/{a['id']}", {
+            "image": img.data, "bbox": box, "keypoints": kp, "image_id": im["id"],
+            "instance_id": a["id"], "area": float(a.get("area", box[2] * box[3])),
+            "score": 1.0, "filename": os.path.join(img_rel, im["file_name"])}
+
+  def _clip_box(self, xywh, img, img_path, what):
+    """Clips an xywh box to the image; None (counted) if nothing of it is left."""
+    x, y, w, h = (float(v) for v in xywh)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2, y2 = min(img.width - 1.0, x + max(0.0, w - 1)), min(img.height - 1.0, y + max(0.0, h - 1))
+    if x2 > x1 and y2 > y1:
+      return np.array([x1, y1, x2 - x1, y2 - y1], np.float32)
+    if w > 1 and h > 1:
+      self.report.bad("box_outside_image", img_path, f"{what}: box {list(xywh)} in "
+                      f"{img.width}x{img.height} image")
+    else:
+      self.report.drop("degenerate_box")
+    return None
+
+  def _dets(self, root, ann_rel, img_rel, det_rel):
+    with open(os.path.join(root, ann_rel)) as f:
+      coco = json.load(f)
+    k = self._joint_count(os.path.join(root, ann_rel), coco) - len(self.builder_config.drop_joints)
+    files = {im["id"]: im["file_name"] for im in coco["images"]}
+    with open(os.path.join(root, det_rel)) as f:
+      dets = json.load(f)
+    by_image = {}
+    for i, d in enumerate(dets):
+      if d.get("category_id", 1) == 1:
+        by_image.setdefault(d["image_id"], []).append((i, d))
+    for image_id in sorted(by_image):
+      if image_id not in files:
+        self.report.bad("unknown_image_id", os.path.join(root, det_rel), f"image_id {image_id}")
+        continue
+      img_path = os.path.join(root, img_rel, files[image_id])
+      img = common.load_image(img_path, self.report)
+      if img is None:
+        continue
+      for i, d in by_image[image_id]:
+        box = self._clip_box(d["bbox"], img, img_path, f"detection {i}")
+        if box is None:
+          continue
+        yield f"{image_id}/det{i}", {
+            "image": img.data, "bbox": box, "keypoints": np.zeros((k, 3), np.float32),
+            "image_id": image_id, "instance_id": -1, "area": float(box[2] * box[3]),
+            "score": float(d["score"]), "filename": os.path.join(img_rel, files[image_id])}
+
+  # ---- MPII -------------------------------------------------------------------------------
+  def _mpii(self, root, ann_rel, img_rel):
+    path = os.path.join(root, ann_rel)
+    with open(path) as f:
+      anns = json.load(f)
+    self.info.metadata["num_joints"] = self.builder_config.num_joints
+    for i, a in enumerate(anns):
+      joints = np.asarray(a["joints"], np.float32)
+      vis = np.asarray(a["joints_vis"], np.float32)
+      if joints.shape != (self.builder_config.num_joints, 2) or vis.shape != joints.shape[:1]:
+        self.report.bad("keypoint_count", path, f"record {i}: joints {joints.shape}")
+        continue
+      if set(np.unique(vis).tolist()) - {0.0, 1.0}:
+        self.report.bad("label_out_of_range", path,
+                        f"record {i}: joints_vis {sorted(set(vis.tolist()))} not in {{0, 1}}")
+        continue
+      img_path = os.path.join(root, img_rel, a["image"])
+      img = common.load_image(img_path, self.report)
+      if img is None:
+        continue
+      center = np.asarray(a["center"], np.float32)
+      scale = np.full((2,), float(a["scale"]), np.float32)
+      if center[0] != -1:
+        # mmpose: move the center down and pad so that limbs are not cropped.
+        center[1] += 15 * scale[1]
+        scale = scale * 1.25
+      center -= 1  # MATLAB 1-based -> 0-based.
+      kp = np.concatenate([joints - 1, vis[:, None]], axis=1)
+      yield f"{i:08d}", {"image": img.data, "center": center, "scale": scale,
+                         "keypoints": kp.astype(np.float32), "image_id": i,
+                         "filename": os.path.join(img_rel, a["image"])}

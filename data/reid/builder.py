@@ -1,0 +1,266 @@
+"""Person re-identification builder: Market-1501-style folders, MSMT17 lists, SenseReID, id lists.
+
+Records (every split): ``image`` (encoded RGB), ``person_id`` int64, ``camera_id`` int32,
+``role`` text ('train' | 'query' | 'gallery'), ``filename`` text (path relative to manual_dir).
+Train ids are re-packed to 0..N-1 (sorted by source id; for multi-list sources by (list, id),
+i.e. ids offset per list); query/gallery keep the source ids so that the evaluator can match
+them. ``camera_id`` is the camera number as written in the source (Market ``c3`` -> 3), -1 where
+the source has none. Standard protocol: junk (id -1) is dropped everywhere, distractors (id 0)
+are kept in the gallery only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data import common
+
+# PID_cCAM... (Market-1501 0002_c1s1_000451_03.jpg, DukeMTMC 0001_c2_f0046182.jpg,
+# CUHK03-NP 0001_c1_1.png).
+_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclasses.dataclass
+class ReidConfig(tfds.core.BuilderConfig):
+  """``layout``: 'market' | 'msmt' | 'sensereid' | 'lists'; ``subdir``: folder under manual_dir
+  that holds the Market-style folders (CUHK03-NP 'detected' / 'labeled')."""
+  layout: str = "market"
+  subdir: str = ""
+  msmt_train_includes_val: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class _Item:
+  role: str
+  relpath: str      # relative to manual_dir
+  pid: int          # source id (lists: (list index, id) packed later)
+  camera: int
+  group: int = 0    # list index for the 'lists' layout
+
+
+class Reid(common.HumanBenchBuilder):
+  """Person ReID datasets (configs share the record schema)."""
+  BUILDER_CONFIGS = [
+      ReidConfig(name="market1501", layout="market", description="Market-1501."),
+      ReidConfig(name="dukemtmc", layout="market", description="DukeMTMC-reID."),
+      ReidConfig(name="cuhk03_np_detected", layout="market", subdir="detected",
+                 description="CUHK03 new protocol (767/700), detected boxes."),
+      ReidConfig(name="cuhk03_np_labeled", layout="market", subdir="labeled",
+                 description="CUHK03 new protocol (767/700), labelled boxes."),
+      ReidConfig(name="msmt17", layout="msmt",
+                 description="MSMT17 (train = list_train + list_val)."),
+      ReidConfig(name="sensereid", layout="sensereid",
+                 description="SenseReID (evaluation only: query and gallery)."),
+      ReidConfig(name="luperson_nl", layout="lists",
+                 description="LUPerson-NL in the authors' fileList/metaList format (filter "
+                             "identities first with data/tools/identity_filter.py)."),
+      ReidConfig(name="lists", layout="lists",
+                 description="Any ReID training set in the authors' fileList/metaList format."),
+  ]
+
+  def _features(self):
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "person_id": tfds.features.Scalar(np.int64, doc="train: 0..N-1; query/gallery: source id"),
+        "camera_id": tfds.features.Scalar(np.int32, doc="source camera number, -1 if unknown"),
+        "role": tfds.features.Text(),
+        "filename": tfds.features.Text(),
+    })
+
+  @classmethod
+  def layout(cls, config):
+    s = config.subdir + "/" if config.subdir else ""
+    if config.layout == "market":
+      return {
+          f"{s}bounding_box_train/PID_cCAM*.jpg": "train images (PID -1 junk, 0 distractor)",
+          f"{s}bounding_box_test/PID_cCAM*.jpg": "gallery images",
+          f"{s}query/PID_cCAM*.jpg": "query images",
+      }
+    if config.layout == "msmt":
+      return {
+          "train/": "train images", "test/": "query and gallery images",
+          "list_train.txt": "'<path under train/> <pid>' per line",
+          "list_val.txt": "same format, merged into train",
+          "list_query.txt": "'<path under test/> <pid>' per line",
+          "list_gallery.txt": "same format",
+      }
+    if config.layout == "sensereid":
+      return {
+          "test_probe/PID_CAM.jpg": "query images (or probe.txt)",
+          "test_gallery/PID_CAM.jpg": "gallery images (or gallery.txt)",
+          "probe.txt, gallery.txt": "alternative: '<relpath> <pid> <camid>' per line",
+      }
+    return {
+        "fileList.txt": "one image path per line, relative to the folder holding the list",
+        "metaList.txt": "a header line, then one integer pid per line (same order)",
+        "<name>/fileList.txt + <name>/metaList.txt": "alternative: several lists, one per "
+                                                     "subfolder, ids offset per list",
+    }
+
+  def _required(self, root):
+    c = self.builder_config
+    s = c.subdir + "/" if c.subdir else ""
+    if c.layout == "market":
+      return [f"{s}bounding_box_train", f"{s}bounding_box_test", f"{s}query"]
+    if c.layout == "msmt":
+      return ["train", "test", "list_train.txt", "list_val.txt", "list_query.txt",
+              "list_gallery.txt"]
+    if c.layout == "sensereid":
+      if os.path.exists(os.path.join(root, "probe.txt")):
+        return ["probe.txt", "gallery.txt"]
+      return ["test_probe", "test_gallery"]
+    if _list_dirs(root):
+      return []
+    return ["fileList.txt", "metaList.txt"]
+
+  def _static_metadata(self):
+    return {"layout": self.builder_config.layout,
+            "person_id": "train ids re-packed to 0..N-1; query/gallery keep source ids",
+            "camera_id": "source camera number; -1 if the source has none"}
+
+  # ---- parsing the sources --------------------------------------------------------------
+  def _items(self, root: str) -> dict[str, list[_Item]]:
+    c = self.builder_config
+    if c.layout == "market":
+      s = c.subdir + "/" if c.subdir else ""
+      return {"train": self._market_dir(root, f"{s}bounding_box_train", "train"),
+              "query": self._market_dir(root, f"{s}query", "query"),
+              "gallery": self._market_dir(root, f"{s}bounding_box_test", "gallery")}
+    if c.layout == "msmt":
+      train = self._msmt_list(root, "list_train.txt", "train", "train")
+      if c.msmt_train_includes_val:
+        train += self._msmt_list(root, "list_val.txt", "train", "train")
+      return {"train": train,
+              "query": self._msmt_list(root, "list_query.txt", "test", "query"),
+              "gallery": self._msmt_list(root, "list_gallery.txt", "test", "gallery")}
+    if c.layout == "sensereid":
+      if os.path.exists(os.path.join(root, "probe.txt")):
+        return {"query": self._eval_list(root, "probe.txt", "query"),
+                "gallery": self._eval_list(root, "gallery.txt", "gallery")}
+      return {"query": self._sense_dir(root, "test_probe", "query"),
+              "gallery": self._sense_dir(root, "test_gallery", "gallery")}
+    dirs = _list_dirs(root) or [""]
+    train = []
+    for g, d in enumerate(dirs):
+      train += self._id_list(root, d, g)
+    return {"train": train}
+
+  def _keep(self, role: str, pid: int) -> bool:
+    """Market-1501 protocol: junk (-1) everywhere out, distractors (0) only in the gallery.
+
+    Id 0 means distractor only in Market-style names; MSMT17 and the lists use 0 as a person.
+    """
+    if pid == -1:
+      self.report.drop(f"junk_{role}")
+      return False
+    if pid == 0 and role != "gallery" and self.builder_config.layout == "market":
+      self.report.drop(f"distractor_{role}")
+      return False
+    return True
+
+  def _market_dir(self, root, rel, role):
+    items = []
+    for name in sorted(os.listdir(os.path.join(root, rel))):
+      if not name.lower().endswith(_IMAGE_EXT):
+        continue
+      m = _MARKET_NAME.match(name)
+      if m is None:
+        self.report.bad("unparsable_name", os.path.join(root, rel, name),
+                        "expected PID_cCAM...")
+        continue
+      pid, cam = int(m.group(1)), int(m.group(2))
+      if self._keep(role, pid):
+        items.append(_Item(role, f"{rel}/{name}", pid, cam))
+    return items
+
+  def _msmt_list(self, root, list_name, image_dir, role):
+    items = []
+    for i, line in enumerate(common.read_lines(os.path.join(root, list_name))):
+      parts = line.split()
+      try:
+        rel, pid = parts[0], int(parts[1])
+        # 0000_000_01_0303morning_0015_0.jpg: the third field is the camera.
+        cam = int(os.path.basename(rel).split("_")[2])
+      except (IndexError, ValueError):
+        self.report.bad("unparsable_line", os.path.join(root, list_name), f"line {i + 1}: {line}")
+        continue
+      if self._keep(role, pid):
+        items.append(_Item(role, f"{image_dir}/{rel}", pid, cam))
+    return items
+
+  def _sense_dir(self, root, rel, role):
+    items = []
+    for name in sorted(os.listdir(os.path.join(root, rel))):
+      if not name.lower().endswith(_IMAGE_EXT):
+        continue
+      try:
+        pid_s, cam_s = os.path.splitext(name)[0].split("_")[:2]
+        pid, cam = int(pid_s), int(cam_s)
+      except ValueError:
+        self.report.bad("unparsable_name", os.path.join(root, rel, name), "expected PID_CAM.jpg")
+        continue
+      if self._keep(role, pid):
+        items.append(_Item(role, f"{rel}/{name}", pid, cam))
+    return items
+
+  def _eval_list(self, root, list_name, role):
+    items = []
+    for i, line in enumerate(common.read_lines(os.path.join(root, list_name))):
+      parts = line.split()
+      try:
+        rel, pid, cam = parts[0], int(parts[1]), int(parts[2])
+      except (IndexError, ValueError):
+        self.report.bad("unparsable_line", os.path.join(root, list_name), f"line {i + 1}: {line}")
+        continue
+      if self._keep(role, pid):
+        items.append(_Item(role, rel, pid, cam))
+    return items
+
+  def _id_list(self, root, sub, group):
+    folder = os.path.join(root, sub)
+    files = common.read_lines(os.path.join(folder, "fileList.txt"))
+    meta = common.read_lines(os.path.join(folder, "metaList.txt"))[1:]  # First line: header.
+    if len(files) != len(meta):
+      raise common.BadInputError(
+          f"{folder}: fileList.txt has {len(files)} images but metaList.txt has {len(meta)} ids "
+          "after its header line; the two lists must be aligned line by line.")
+    items = []
+    for path, pid_s in zip(files, meta):
+      rel = os.path.relpath(os.path.join(folder, path), root)
+      items.append(_Item("train", rel, int(pid_s.split()[0]), -1, group))
+    return items
+
+  # ---- generation -----------------------------------------------------------------------------
+  def _splits(self, root):
+    return {split: self._examples(root, items) for split, items in self._items(root).items()}
+
+  def _examples(self, root: str, items: list[_Item]) -> Iterator[tuple[str, dict]]:
+    items = sorted(items, key=lambda it: it.relpath)
+    if items and items[0].role == "train":
+      # Validate first so that ids whose every image is unreadable do not leave holes in 0..N-1.
+      items = [it for it in items
+               if common.load_image(os.path.join(root, it.relpath), self.report) is not None]
+      packed = {k: i for i, k in enumerate(sorted({(it.group, it.pid) for it in items}))}
+      self.info.metadata["num_train_ids"] = len(packed)
+    for it in items:
+      img = common.load_image(os.path.join(root, it.relpath), self.report)
+      if img is None:
+        continue
+      pid = packed[(it.group, it.pid)] if it.role == "train" else it.pid
+      yield it.relpath, {"image": img.data, "person_id": pid, "camera_id": it.camera,
+                         "role": it.role, "filename": it.relpath}
+
+
+def _list_dirs(root: str) -> list[str]:
+  """Subfolders of ``root`` that hold a fileList.txt/metaList.txt pair, sorted."""
+  if not os.path.isdir(root) or os.path.exists(os.path.join(root, "fileList.txt")):
+    return []
+  return sorted(d for d in os.listdir(root)
+                if os.path.exists(os.path.join(root, d, "fileList.txt"))
+                and os.path.exists(os.path.join(root, d, "metaList.txt")))

@@ -1,0 +1,73 @@
+"""Writes the ReID dummy data (real source layouts, 32x32 images). Run from the repo root:
+``python -m data.reid.dummy_data.make_dummy``."""
+import os
+
+from data import dummy
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def market():
+  root = dummy.fresh(os.path.join(HERE, "market1501"))
+  # (folder, name): pids 2/7/10 train; -1 junk; 0000 distractor.
+  files = {
+      "bounding_box_train": ["0002_c1s1_000451_01.jpg", "0002_c2s1_000551_01.jpg",
+                             "0007_c1s1_001051_02.jpg", "0010_c3s2_002001_01.jpg",
+                             "0010_c4s2_002101_01.jpg", "-1_c1s1_000001_00.jpg",
+                             "0000_c2s1_000002_00.jpg"],
+      "query": ["0002_c3s1_000601_00.jpg", "0010_c1s2_001901_00.jpg", "-1_c2s1_000003_00.jpg"],
+      "bounding_box_test": ["0002_c1s1_000701_03.jpg", "0010_c2s2_002201_01.jpg",
+                            "0000_c4s1_000004_00.jpg", "-1_c5s1_000005_00.jpg"],
+  }
+  seed = 0
+  for folder, names in files.items():
+    for n in names:
+      dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
+      seed += 1
+  dummy.write_text(os.path.join(root, "readme.txt"), ["dummy Market-1501"])
+
+
+def msmt():
+  root = dummy.fresh(os.path.join(HERE, "msmt17"))
+  lists = {
+      "list_train.txt": ("train", [("0000/0000_000_01_0303morning_0015_0.jpg", 0),
+                                   ("0000/0000_001_05_0303morning_0016_0.jpg", 0),
+                                   ("0003/0003_000_02_0303noon_0100_1.jpg", 3)]),
+      "list_val.txt": ("train", [("0001/0001_000_15_0303noon_0200_0.jpg", 1)]),
+      "list_query.txt": ("test", [("0000/0000_000_07_0303morning_0001_0.jpg", 0)]),
+      "list_gallery.txt": ("test", [("0000/0000_003_08_0303afternoon_0002_0.jpg", 0),
+                                    ("0005/0005_000_03_0304morning_0003_1.jpg", 5)]),
+  }
+  seed = 100
+  for lname, (folder, entries) in lists.items():
+    for rel, _ in entries:
+      dummy.write_image(os.path.join(root, folder, rel), seed, 32, 16)
+      seed += 1
+    dummy.write_text(os.path.join(root, lname), [f"{rel} {pid}" for rel, pid in entries])
+
+
+def sensereid():
+  root = dummy.fresh(os.path.join(HERE, "sensereid"))
+  for i, n in enumerate(["0001_0.jpg", "0004_0.jpg"]):
+    dummy.write_image(os.path.join(root, "test_probe", n), 200 + i, 32, 16)
+  for i, n in enumerate(["0001_1.jpg", "0004_1.jpg", "0009_1.jpg"]):
+    dummy.write_image(os.path.join(root, "test_gallery", n), 210 + i, 32, 16)
+
+
+def id_lists():
+  root = dummy.fresh(os.path.join(HERE, "luperson_nl"))
+  # Two lists; ids are offset per list: (a, 5), (a, 9), (b, 3), (b, 5) -> 0, 1, 2, 3.
+  for sub, entries in {"a": [("img/x0.jpg", 5), ("img/x1.jpg", 9), ("img/x2.jpg", 5)],
+                       "b": [("y/0.jpg", 5), ("y/1.jpg", 3)]}.items():
+    for i, (rel, _) in enumerate(entries):
+      dummy.write_image(os.path.join(root, sub, rel), 300 + 10 * ord(sub) + i, 32, 16)
+    dummy.write_text(os.path.join(root, sub, "fileList.txt"), [rel for rel, _ in entries])
+    dummy.write_text(os.path.join(root, sub, "metaList.txt"),
+                     ["pid"] + [str(pid) for _, pid in entries])
+
+
+if __name__ == "__main__":
+  market()
+  msmt()
+  sensereid()
+  id_lists()
