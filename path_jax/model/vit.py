@@ -1,0 +1,354 @@
+"""Plain ViT backbone with one shared, resized positional embedding (PATH "SharePosEmbed").
+
+Architecture (paper §4, REFERENCE.md §1): patch embedding (16x16 conv), pre-norm blocks with a fused
+qkv projection (with bias), LayerNorm eps 1e-6, exact (erf) GELU, stochastic depth increasing
+linearly over depth, a final LayerNorm. Raw 0..255 RGB is normalised inside the backbone with the
+ImageNet mean/std, so every pipeline feeds uint8 images, and the normalised image is zero-padded
+on the right/bottom to a multiple of the patch size.
+
+One learnable positional embedding lives on a fixed grid (14x14 for 224 px) and is resized to each
+input's patch grid on every forward pass with PyTorch's bicubic convention (A = -0.75,
+align_corners=False), written as two small matrix products so gradients reach the grid parameter
+and the resize is a pair of matmuls on TPU. An optional cls token with its own position serves ReID.
+
+Parameter layout (stable; the PyTorch converter and the optimiser rely on it)::
+
+  patch_embed/{kernel [p,p,3,C], bias [C]}   pos_embed [gh,gw,C]
+  cls_token [C], cls_pos_embed [C]           (only with ``cls_token=True``)
+  block_0 .. block_{L-1}                     (looped) or ``blocks`` (scanned, leading axis L)
+    norm1/{scale,bias}  attn/qkv/{kernel [C,3C], bias [3C]}  attn/proj/{kernel [C,C], bias [C]}
+    norm2/{scale,bias}  mlp/fc1/{kernel [C,M], bias [M]}     mlp/fc2/{kernel [M,C], bias [C]}
+  norm/{scale,bias}
+
+qkv columns are ordered (q|k|v, heads contiguous), i.e. PyTorch's fused ``qkv.weight`` transposed.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+# name -> (width, depth, heads, mlp_dim, patch)
+VARIANTS: dict[str, tuple[int, int, int, int, int]] = {
+    "mu/16": (64, 2, 2, 128, 16),       # tiny test size
+    "mu/8": (64, 2, 2, 128, 8),         # tiny test size with a finer grid (demo on small images)
+    "Ti/16": (192, 12, 3, 768, 16),
+    "S/16": (384, 12, 6, 1536, 16),
+    "B/16": (768, 12, 12, 3072, 16),
+    "L/16": (1024, 24, 16, 4096, 16),
+    "H/14": (1280, 32, 16, 5120, 14),
+}
+
+
+def variant(name: str) -> dict[str, int]:
+  """Keyword arguments of :class:`ViT` for a variant name such as ``"B/16"``."""
+  if name not in VARIANTS:
+    import difflib
+    near = difflib.get_close_matches(name, list(VARIANTS), n=1)
+    raise KeyError(f"unknown ViT variant {name!r}; known: {list(VARIANTS)}"
+                   + (f". Did you mean {near[0]!r}?" if near else ""))
+  width, depth, heads, mlp, patch = VARIANTS[name]
+  return dict(width=width, depth=depth, num_heads=heads, mlp_dim=mlp, patch_size=patch)
+
+
+# ----------------------------------------------------------------------------------------------
+# Positional embedding: 2-D sin-cos init and PyTorch-exact bicubic resize.
+
+
+def sincos_2d(grid_h: int, grid_w: int, dim: int, temperature: float = 10000.0) -> np.ndarray:
+  """MAE's ``get_2d_sincos_pos_embed`` as ``[grid_h, grid_w, dim]`` float32.
+
+  The first half of the channels encodes the row (h), the second half the column (w); each half
+  is ``[sin(pos * omega), cos(pos * omega)]`` with ``omega = 1 / temperature**(2i / (dim/2))``.
+  """
+  if dim % 4:
+    raise ValueError(f"sin-cos positional embedding needs a width divisible by 4, got {dim}")
+
+  def one_axis(pos: np.ndarray, d: int) -> np.ndarray:
+    omega = 1.0 / temperature ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
+    out = pos.reshape(-1)[:, None] * omega[None, :]
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+  gh, gw = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64),
+                       indexing="ij")
+  emb = np.concatenate([one_axis(gh, dim // 2), one_axis(gw, dim // 2)], axis=1)
+  return emb.reshape(grid_h, grid_w, dim).astype(np.float32)
+
+
+def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+  """Keys' cubic convolution weights for offsets -1, 0, 1, 2 (PyTorch's ``get_cubic_upsample_coefficients``)."""
+  def near(x):  # |x| <= 1
+    return ((a + 2) * x - (a + 3)) * x * x + 1
+
+  def far(x):  # 1 < |x| < 2
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+  return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+
+
+@functools.lru_cache(maxsize=256)
+def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """``[out_size, in_size]`` matrix of PyTorch's 1-D bicubic resize (A=-0.75, align_corners=False).
+
+  Source coordinate ``(i + 0.5) * in/out - 0.5`` (not clamped, as PyTorch does for cubic), taps at
+  floor-1..floor+2 clamped to the border. Separable, so a 2-D resize is ``M_h @ X @ M_w^T``.
+  """
+  if in_size == out_size:
+    return np.eye(out_size, dtype=np.float32)
+  scale = in_size / out_size
+  src = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
+  floor = np.floor(src)
+  w = _cubic_weights(src - floor)
+  mat = np.zeros((out_size, in_size), np.float64)
+  for k in range(4):
+    idx = np.clip(floor.astype(np.int64) - 1 + k, 0, in_size - 1)
+    np.add.at(mat, (np.arange(out_size), idx), w[:, k])
+  return mat.astype(np.float32)
+
+
+def resize_pos_embed(pos: jax.Array, grid: tuple[int, int]) -> jax.Array:
+  """Resizes ``[gh, gw, C]`` to ``[grid[0], grid[1], C]``; identity when the grid is unchanged."""
+  gh, gw, _ = pos.shape
+  if (gh, gw) == tuple(grid):
+    return pos
+  mh = jnp.asarray(bicubic_matrix(gh, grid[0]))
+  mw = jnp.asarray(bicubic_matrix(gw, grid[1]))
+  return jnp.einsum("Hh,hwc,Ww->HWc", mh, pos, mw, precision=jax.lax.Precision.HIGHEST)
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules.
+
+
+def _dense(features: int, axes: tuple[str | None, str | None], dtype, name: str,
+           use_bias: bool = True, kernel_init=nn.initializers.xavier_uniform()) -> nn.Dense:
+  return nn.Dense(
+      features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name,
+      kernel_init=nn.with_logical_partitioning(kernel_init, axes),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes[1],)))
+
+
+def _layer_norm(eps: float, dtype, name: str, axis_name: str = "embed") -> nn.LayerNorm:
+  return nn.LayerNorm(
+      epsilon=eps, dtype=dtype, param_dtype=jnp.float32, name=name,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axis_name,)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axis_name,)))
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops the whole residual branch per sample with probability ``rate``.
+
+  ``rate`` may be a traced scalar (scanned blocks get their own rate from the scan input).
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array, rate, deterministic: bool) -> jax.Array:
+    if deterministic or (isinstance(rate, (int, float)) and rate == 0.0):
+      return x
+    keep = 1.0 - jnp.asarray(rate, jnp.float32)
+    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return x * (mask.astype(x.dtype) / keep.astype(x.dtype))
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention with a fused qkv projection and an output projection (with bias)."""
+  num_heads: int
+  dtype: Any = jnp.float32
+  qkv_bias: bool = True
+  axis: str = "embed"                 # logical name of the model width
+  attention_impl: str | None = None   # None / 'xla' / 'cudnn' (jax.nn.dot_product_attention)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, n, c = x.shape
+    hd = c // self.num_heads
+    qkv = _dense(3 * c, (self.axis, "qkv"), self.dtype, "qkv", use_bias=self.qkv_bias)(x)
+    qkv = qkv.reshape(b, n, 3, self.num_heads, hd)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    out = jax.nn.dot_product_attention(q, k, v, scale=hd ** -0.5, implementation=self.attention_impl)
+    return _dense(c, ("qkv", self.axis), self.dtype, "proj")(out.reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+  hidden: int
+  dtype: Any = jnp.float32
+  axis: str = "embed"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    x = _dense(self.hidden, (self.axis, "mlp"), self.dtype, "fc1")(x)
+    x = nn.gelu(x, approximate=False)
+    return _dense(c, ("mlp", self.axis), self.dtype, "fc2")(x)
+
+
+class Block(nn.Module):
+  """Pre-norm transformer block, called as ``(x, rate) -> (x, x)`` so it can be scanned.
+
+  The stochastic-depth rate is the static ``drop_rate`` attribute for looped blocks, or a traced
+  per-layer ``rate`` argument when the blocks are scanned.
+  """
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+  deterministic: bool = True
+  attention_impl: str | None = None
+  drop_rate: float = 0.0
+  ln_eps: float = 1e-6
+  qkv_bias: bool = True
+  axis: str = "embed"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, rate=None) -> tuple[jax.Array, jax.Array]:
+    drop_rate = self.drop_rate if rate is None else rate
+    drop = DropPath(name="drop_path")
+    y = _layer_norm(self.ln_eps, self.dtype, "norm1", self.axis)(x)
+    y = Attention(self.num_heads, self.dtype, qkv_bias=self.qkv_bias, axis=self.axis,
+                  attention_impl=self.attention_impl, name="attn")(y)
+    x = x + drop(y, drop_rate, self.deterministic)
+    y = _layer_norm(self.ln_eps, self.dtype, "norm2", self.axis)(x)
+    y = Mlp(self.mlp_dim, self.dtype, axis=self.axis, name="mlp")(y)
+    x = x + drop(y, drop_rate, self.deterministic)
+    x = nn.with_logical_constraint(x, ("batch", "tokens", self.axis))
+    return x, x
+
+
+class ViT(nn.Module):
+  """Plain ViT backbone.
+
+  Call: ``vit(images, train=False, use_cls=False) -> (tokens, out)`` with ``images`` ``[B,H,W,3]``
+  uint8 or float in 0..255; ``drop_path_rate`` overrides the module's rate for this call.
+  ``tokens`` ``[B, (1+) Hp*Wp, C]`` are the final, normed tokens (cls
+  first when ``use_cls``). ``out`` holds ``'features'`` ``[L+1, B, (1+) Hp*Wp, C]``: the embedded
+  tokens (patches + position) followed by every block's output (un-normed), for the projector;
+  ``'grid'`` ``(Hp, Wp)`` and ``'image_hw'`` ``(H, W)`` as static ints.
+  """
+  width: int = 768
+  depth: int = 12
+  num_heads: int = 12
+  mlp_dim: int = 3072
+  patch_size: int = 16
+  pos_grid: tuple[int, int] = (14, 14)
+  cls_token: bool = False
+  drop_path_rate: float = 0.0
+  dtype: Any = jnp.float32
+  remat: bool = False
+  scan: bool = False
+  attention_impl: str | None = None
+
+  def _embed(self, images: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
+    x = images.astype(jnp.float32)
+    x = (x - jnp.asarray(IMAGENET_MEAN, jnp.float32)) / jnp.asarray(IMAGENET_STD, jnp.float32)
+    h, w = x.shape[1:3]
+    p = self.patch_size
+    ph, pw = -h % p, -w % p
+    if ph or pw:   # zero-pad the *normalised* image right/bottom, as the reference does
+      x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
+    x = nn.Conv(
+        self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
+        param_dtype=jnp.float32, name="patch_embed",
+        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
+                                                 (None, None, None, "embed")),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("embed",)))(
+            x.astype(self.dtype))
+    b, gh, gw, c = x.shape
+    return x, (gh, gw)
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool = False, use_cls: bool = False,
+               drop_path_rate: float | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ValueError(f"ViT expects images [B, H, W, 3] (RGB, 0..255), got shape {images.shape}")
+    x, grid = self._embed(images)
+    b = x.shape[0]
+    pos = self.param("pos_embed",
+                     nn.with_logical_partitioning(
+                         lambda *_: jnp.asarray(sincos_2d(*self.pos_grid, self.width)),
+                         (None, None, "embed")))
+    x = x + resize_pos_embed(pos, grid).astype(x.dtype)[None]
+    x = x.reshape(b, grid[0] * grid[1], self.width)
+    if self.cls_token:
+      trunc = nn.initializers.truncated_normal(0.02)
+      cls = self.param("cls_token", nn.with_logical_partitioning(trunc, ("embed",)), (self.width,))
+      cls_pos = self.param("cls_pos_embed", nn.with_logical_partitioning(trunc, ("embed",)),
+                           (self.width,))
+      if use_cls:
+        cls_row = jnp.broadcast_to((cls + cls_pos).astype(x.dtype), (b, 1, self.width))
+        x = jnp.concatenate([cls_row, x], axis=1)
+    elif use_cls:
+      raise ValueError("use_cls=True but this ViT was built with cls_token=False; "
+                       "set the backbone config's cls_token=True.")
+    x = nn.with_logical_constraint(x, ("batch", "tokens", "embed"))
+
+    # Per-call override: the reference trains each task group with its own stochastic depth.
+    top_rate = self.drop_path_rate if drop_path_rate is None else drop_path_rate
+    rates = np.linspace(0.0, top_rate, self.depth).astype(np.float32)
+    block_cls = Block
+    if self.remat:
+      block_cls = nn.remat(Block, prevent_cse=not self.scan)
+    kwargs = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=self.dtype,
+                  deterministic=not train, attention_impl=self.attention_impl)
+    if self.scan:
+      stack = nn.scan(block_cls, variable_axes={"params": 0}, split_rngs={"params": True,
+                                                                          "dropout": True},
+                      in_axes=0, length=self.depth,
+                      metadata_params={nn.PARTITION_NAME: "layers"})
+      x_out, ys = stack(**kwargs, name="blocks")(x, jnp.asarray(rates))
+      features = jnp.concatenate([x[None], ys], axis=0)
+      x = x_out
+    else:
+      outs = [x]
+      for i in range(self.depth):
+        x, _ = block_cls(**kwargs, drop_rate=float(rates[i]), name=f"block_{i}")(x)
+        outs.append(x)
+      features = jnp.stack(outs, axis=0)
+    tokens = _layer_norm(1e-6, self.dtype, "norm")(x)
+    return tokens, {"features": features, "grid": grid,
+                    "image_hw": tuple(images.shape[1:3])}
+
+
+# ----------------------------------------------------------------------------------------------
+# Scanned <-> looped parameter layouts.
+
+
+def scan_to_loop(params: dict, depth: int) -> dict:
+  """Converts backbone params with ``blocks`` (leading axis ``depth``) to ``block_0..``."""
+  params = dict(params)
+  if "blocks" not in params:
+    raise KeyError(f"no 'blocks' entry in backbone params (keys: {sorted(params)}); not scanned?")
+  stacked = params.pop("blocks")
+  for i in range(depth):
+    params[f"block_{i}"] = jax.tree.map(lambda a, i=i: a[i], stacked)
+  return params
+
+
+def loop_to_scan(params: dict) -> dict:
+  """Converts backbone params with ``block_0..block_{L-1}`` to one stacked ``blocks`` entry."""
+  params = dict(params)
+  names = sorted((k for k in params if k.startswith("block_")), key=lambda k: int(k.split("_")[1]))
+  if not names:
+    raise KeyError(f"no 'block_i' entries in backbone params (keys: {sorted(params)}); scanned?")
+  blocks = [params.pop(k) for k in names]
+  params["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
+  return params
+
+
+def from_config(cfg) -> ViT:
+  """Builds a :class:`ViT` from a config subtree (``variant`` plus optional overrides)."""
+  kw = variant(cfg.variant)
+  for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
+    if cfg.get(key) is not None:
+      kw[key] = cfg[key]
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.get("dtype", "float32")]
+  return ViT(**kw, pos_grid=tuple(cfg.get("pos_grid", (14, 14))),
+             cls_token=bool(cfg.get("cls_token", False)),
+             drop_path_rate=float(cfg.get("drop_path_rate", 0.0)), dtype=dtype,
+             remat=bool(cfg.get("remat", False)), scan=bool(cfg.get("scan", False)),
+             attention_impl=cfg.get("attention_impl", None))
