@@ -66,10 +66,10 @@ class Detection(common.HumanBenchBuilder):
       opt = " (optional)" if split in config.optional_splits else ""
       if config.layout == "odgt":
         out[ann] = f"{split}: one JSON per line (ID, gtboxes with tag/fbox/extra){opt}"
-        out[f"{img}/<ID>.jpg"] = f"{split} images"
+        out.setdefault(f"{img}/<ID>.jpg", "images")
       else:
         out[ann] = f"{split}: COCO detection json (person = category 1){opt}"
-        out[f"{img}/<file_name>"] = f"{split} images"
+        out.setdefault(f"{img}/<file_name>", "images, named as in the json")
     return out
 
   def _required(self, root):

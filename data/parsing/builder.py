@@ -94,10 +94,10 @@ class Parsing(common.HumanBenchBuilder):
     out = {}
     for split, lst, img, lbl in config.splits:
       out[lst] = f"{split} ids, one per line"
-      out[img] = f"{split} images"
-      out[lbl or f"{img} with '{config.label_from_image[0]}' -> '{config.label_from_image[1]}'"] = (
-          f"{split} PNG class maps (0..{(config.source_classes or config.num_classes) - 1}, "
-          "255 ignore)")
+      out.setdefault(img, "images")
+      out.setdefault(
+          lbl or f"{img} with '{config.label_from_image[0]}' -> '{config.label_from_image[1]}'",
+          f"PNG class maps (0..{(config.source_classes or config.num_classes) - 1}, 255 ignore)")
     return out
 
   def _required(self, root):

@@ -95,7 +95,7 @@ class Pose(common.HumanBenchBuilder):
       opt = " (optional)" if split in config.optional_splits else ""
       fmt = "mmpose json list" if config.layout == "mpii" else "COCO keypoint json"
       out[ann] = f"{split} annotations, {fmt}{opt}"
-      out[f"{img}/<file_name>"] = f"{split} images named as in the json"
+      out.setdefault(f"{img}/<file_name>", "images, named as in the annotation json")
     if config.det_json:
       out[config.det_json] = "optional person detections (COCO results) on the val images"
     return out
