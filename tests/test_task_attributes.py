@@ -10,6 +10,8 @@ from path_jax import tasks
 from path_jax.tasks import attributes
 from path_jax.tasks.attributes import loss as attr_loss
 
+# Inits use "rbg" keys: compiling threefry for every parameter costs seconds on XLA:CPU.
+
 
 def np_weighted_bce(logits, labels, ratios):
   total = 0.0
@@ -76,7 +78,7 @@ def test_head_matches_numpy_and_names_params():
   head = task.make_head(_cfg(5))
   rng = np.random.default_rng(3)
   tokens = rng.normal(size=(8, 6, 12)).astype(np.float32)
-  variables = head.init(jax.random.key(0), _inputs(jnp.asarray(tokens)), train=False)
+  variables = head.init(jax.random.key(0, impl="rbg"), _inputs(jnp.asarray(tokens)), train=False)
   p = variables["params"]
   assert p["fc"]["kernel"].names == ("embed", None) and p["fc"]["bias"].names == (None,)
   assert p["bn"]["scale"].names == (None,) and p["bn"]["bias"].names == (None,)
@@ -117,7 +119,7 @@ class _Adapter(nn.Module):
 
 def _train(task, cfg, x, batch, steps, lr=3e-2):
   model = _Adapter(task.make_head(cfg))
-  variables = nn.meta.unbox(model.init(jax.random.key(1), x, train=False))
+  variables = nn.meta.unbox(model.init(jax.random.key(1, impl="rbg"), x, train=False))
   params, stats = variables["params"], variables["batch_stats"]
   opt = optax.adam(lr)
   opt_state = opt.init(params)

@@ -11,6 +11,12 @@ from path_jax import tasks
 from path_jax.tasks import reid
 from path_jax.tasks.reid import loss as reid_loss
 
+# Jitted once per margin: eager dispatch compiles every small op separately on XLA:CPU.
+_triplet = jax.jit(reid_loss.batch_hard_triplet, static_argnums=2)
+_triplet_grad = jax.jit(jax.grad(reid_loss.batch_hard_triplet), static_argnums=2)
+
+# Inits use "rbg" keys: compiling threefry for every parameter costs seconds on XLA:CPU.
+
 
 def np_cross_entropy(logits, labels, eps):
   logits = logits.astype(np.float64)
@@ -45,7 +51,8 @@ def test_cross_entropy_matches_numpy(eps):
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(6, 11)).astype(np.float32) * 3
   labels = rng.integers(0, 11, size=6)
-  got = reid_loss.cross_entropy(jnp.asarray(logits), jnp.asarray(labels), eps)
+  got = jax.jit(reid_loss.cross_entropy, static_argnums=2)(
+      jnp.asarray(logits), jnp.asarray(labels), eps)
   np.testing.assert_allclose(got, np_cross_entropy(logits, labels, eps), rtol=1e-5, atol=1e-5)
 
 
@@ -55,7 +62,7 @@ def test_batch_hard_triplet_matches_brute_force(margin):
   # 4 ids x 3 images, plus a singleton id (its d_ap is the self-distance 1e-6).
   labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4])
   feat = rng.normal(size=(13, 8)).astype(np.float32) * 0.5
-  got = reid_loss.batch_hard_triplet(jnp.asarray(feat), jnp.asarray(labels), margin)
+  got = _triplet(jnp.asarray(feat), jnp.asarray(labels), margin)
   np.testing.assert_allclose(got, np_batch_hard(feat, labels, margin), rtol=1e-5, atol=1e-5)
 
 
@@ -68,17 +75,16 @@ def test_batch_hard_triplet_ties_and_duplicates(margin):
   feat[5] = feat[2]          # a negative identical to an anchor: d_an = 0
   feat[7] = feat[6]          # anchor 5 sees its two positives at the same distance
   feat[4] = 2 * feat[3] - feat[2]  # d(3,2) == d(3,4): tied hardest positive
-  got = reid_loss.batch_hard_triplet(jnp.asarray(feat), jnp.asarray(labels), margin)
+  got = _triplet(jnp.asarray(feat), jnp.asarray(labels), margin)
   np.testing.assert_allclose(got, np_batch_hard(feat, labels, margin), rtol=1e-4, atol=2e-4)
-  grads = jax.grad(lambda f: reid_loss.batch_hard_triplet(f, jnp.asarray(labels), margin))(
-      jnp.asarray(feat))
+  grads = _triplet_grad(jnp.asarray(feat), jnp.asarray(labels), margin)
   assert np.all(np.isfinite(grads))
 
 
 def test_triplet_without_negatives_is_zero_with_finite_gradient():
   feat = jnp.asarray(np.random.default_rng(3).normal(size=(4, 5)), jnp.float32)
   labels = jnp.zeros(4, jnp.int32)
-  value, grads = jax.value_and_grad(lambda f: reid_loss.batch_hard_triplet(f, labels))(feat)
+  value, grads = _triplet(feat, labels, None), _triplet_grad(feat, labels, None)
   assert float(value) == 0.0
   assert np.all(np.isfinite(grads))
 
@@ -102,7 +108,7 @@ def test_head_structure_init_and_batchnorm():
   head = task.make_head(_cfg(num_classes=300, classes_multiple_of=128))
   rng = np.random.default_rng(4)
   x = rng.normal(size=(8, 64)).astype(np.float32) * 2 + 1
-  variables = head.init(jax.random.key(0), _inputs(jnp.asarray(x), 64), train=False)
+  variables = head.init(jax.random.key(0, impl="rbg"), _inputs(jnp.asarray(x), 64), train=False)
   params = variables["params"]
   assert set(params["bnneck"]) == {"scale"}            # bias frozen at 0: no parameter
   kernel = params["classifier"]["kernel"]
@@ -135,7 +141,7 @@ def test_luperson_sized_head_initialises_abstractly_and_shards_classes():
   cfg.num_classes = 151_595                    # = 5 x 30,319: padded so the mesh divides it
   head = tasks.get("reid").make_head(cfg)
   cls = jax.ShapeDtypeStruct((4, 768), jnp.float32)
-  init = lambda c: head.init(jax.random.key(0), _inputs(c, 768), train=False)
+  init = lambda c: head.init(jax.random.key(0, impl="rbg"), _inputs(c, 768), train=False)
   abstract = jax.eval_shape(init, cls)
   kernel = abstract["params"]["classifier"]["kernel"]
   assert kernel.value.shape == (768, 152_576) and kernel.names == ("embed", "classes")
@@ -174,7 +180,7 @@ def test_sharded_class_axis_gives_the_unsharded_loss():
   rng = np.random.default_rng(5)
   cls = jnp.asarray(rng.normal(size=(8, 16)), jnp.float32)
   batch = {"label": jnp.asarray(rng.integers(0, 64, 8), jnp.int32)}
-  variables = nn.meta.unbox(head.init(jax.random.key(1), _inputs(cls, 16), train=False))
+  variables = nn.meta.unbox(head.init(jax.random.key(1, impl="rbg"), _inputs(cls, 16), train=False))
 
   def loss_fn(v, c, b):
     out, _ = head.apply(v, _inputs(c, 16), train=True, mutable=["batch_stats"])
@@ -208,7 +214,7 @@ def test_overfits_a_few_identities():
   x = jnp.asarray(rng.normal(size=(8, 16)), jnp.float32)
   batch = {"image": jnp.zeros((8, 16, 8, 3), jnp.uint8),
            "label": jnp.asarray([0, 0, 1, 1, 2, 2, 3, 3], jnp.int32)}
-  variables = nn.meta.unbox(model.init(jax.random.key(2), x, train=False))
+  variables = nn.meta.unbox(model.init(jax.random.key(2, impl="rbg"), x, train=False))
   params, stats = variables["params"], variables["batch_stats"]
   opt = optax.adam(3e-2)
   opt_state = opt.init(params)
