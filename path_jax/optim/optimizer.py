@@ -1,0 +1,124 @@
+"""``make_optimizer(cfg, params)``: the whole optimiser chain from an ``optimizer`` config.
+
+Chain for trainable leaves (REFERENCE.md §4.5): factored second moments -> per-layer RMS
+clipping -> ``lr(count) * layer-decay multiplier`` -> momentum -> decoupled weight decay
+(masked, same lr) -> negate -> zero the frozen layers of partially frozen scanned stacks.
+Fully frozen leaves go through ``optax.set_to_zero`` inside ``optax.multi_transform`` and hold
+no optimiser state. A partially frozen scanned stack keeps state for the whole stack (its
+frozen layers' moments still evolve) but their updates are exactly zero.
+
+The learning rate for metrics: ``make_schedule(cfg)(step)``, see :mod:`schedules`.
+"""
+from __future__ import annotations
+
+import difflib
+
+import ml_collections
+import optax
+
+from path_jax.optim import adafactor as adafactor_lib
+from path_jax.optim import layer_decay, masks, schedules, tree_paths
+
+OPTIMIZERS = ("adafactor",)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Paper settings (§5.1) for ViT-B pretraining.
+
+  Fields:
+    name: optimiser, one of ``OPTIMIZERS``.
+    peak_lr: peak learning rate (after warm-up, before decay).
+    weight_decay: decoupled decay, multiplied by each leaf's learning rate.
+    clip_threshold: Adafactor RMS update clipping threshold (0.5 ViT-B, 1.0 ViT-L).
+    beta1: momentum on the lr-scaled update.
+    decay_rate: exponent of ``beta2 = 1 - t**decay_rate``.
+    clip_beta2: cap on beta2.
+    eps: added to the squared gradient.
+    layer_decay: layer-wise lr decay rate; 1.0 disables it.
+    authors_num_layers: 0 for the paper's layer ids; 12 reproduces the authors' rule.
+    authors_lpe_lr: with ``authors_num_layers``, positional embeddings and cls at the top
+      layer (authors' ``lpe_lr``).
+    pos_embed_multiplier: extra lr factor for leaves named '*pos_embed*' in the backbone.
+    stacked_names: names of scanned subtrees whose leaves carry a leading layer axis.
+    freeze: 'none', 'backbone', 'partial' or 'pos_embed' (see :mod:`masks`).
+    freeze_open_last: trainable last blocks for ``freeze='partial'``.
+    weight_decay_rules: extra ``(regex, bool)`` rules tried before the default ones.
+    schedule: see :func:`schedules.schedule_config`.
+  """
+  return ml_collections.ConfigDict(dict(
+      name="adafactor",
+      peak_lr=5e-4,
+      weight_decay=0.05,
+      clip_threshold=0.5,
+      beta1=0.9,
+      decay_rate=-0.8,
+      clip_beta2=0.999,
+      eps=1e-30,
+      layer_decay=0.75,
+      authors_num_layers=0,
+      authors_lpe_lr=True,
+      pos_embed_multiplier=1.0,
+      stacked_names=("blocks",),
+      freeze="none",
+      freeze_open_last=2,
+      weight_decay_rules=(),
+      schedule=schedules.schedule_config(),
+  ))
+
+
+def authors_config() -> ml_collections.ConfigDict:
+  """The authors' B-yaml (REFERENCE.md §4.1/§4.4/§4.6): peak 1e-3, step schedule at
+  40k/60k/76k with factors 0.5/0.2/0.1, ``num_layers`` 12 layer decay with ``lpe_lr``."""
+  cfg = default_config()
+  cfg.peak_lr = 1e-3
+  cfg.authors_num_layers = 12
+  cfg.schedule.boundaries = (40_000, 60_000, 76_000)
+  cfg.schedule.factors = (0.5, 0.2, 0.1)
+  return cfg
+
+
+def _check_fields(cfg: ml_collections.ConfigDict) -> None:
+  valid = set(default_config().keys())
+  unknown = sorted(set(cfg.keys()) - valid)
+  if unknown:
+    hints = [f"'{k}' (did you mean '{m[0]}'?)" if (m := difflib.get_close_matches(k, valid, 1))
+             else f"'{k}'" for k in unknown]
+    raise ValueError(f"unknown optimizer field(s) {', '.join(hints)}; valid fields: "
+                     f"{sorted(valid)}.")
+  if cfg.name not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer.name '{cfg.name}'; use one of {OPTIMIZERS}.")
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTransformation:
+  """Builds the optimiser for ``params`` (arrays or ``jax.ShapeDtypeStruct``s; only paths
+  and shapes are read), with fields from :func:`default_config`."""
+  _check_fields(cfg)
+  schedule = schedules.make_schedule(cfg)
+  stacked_names = tuple(cfg.stacked_names)
+  stacked = tree_paths.stacked_axes(params, stacked_names)
+  if cfg.layer_decay == 1.0 and cfg.pos_embed_multiplier == 1.0:
+    multipliers = 1.0
+  else:
+    multipliers = layer_decay.layer_decay_multipliers(
+        params, cfg.layer_decay, stacked_names=stacked_names,
+        authors_num_layers=cfg.authors_num_layers or None,
+        authors_lpe_lr=cfg.authors_lpe_lr, pos_embed_multiplier=cfg.pos_embed_multiplier)
+  wd_mask = masks.weight_decay_mask(
+      params, tuple(tuple(r) for r in cfg.weight_decay_rules) + masks.DEFAULT_WEIGHT_DECAY_RULES)
+  trainable = masks.trainable_mask(params, cfg.freeze, open_last=cfg.freeze_open_last,
+                                   stacked_names=stacked_names)
+
+  tx = adafactor_lib.adafactor(
+      schedule, multipliers=multipliers, weight_decay=cfg.weight_decay,
+      weight_decay_mask=wd_mask, beta1=cfg.beta1, decay_rate=cfg.decay_rate,
+      clip_beta2=cfg.clip_beta2, clip_threshold=cfg.clip_threshold, eps=cfg.eps,
+      stacked=stacked)
+  values = [v for _, v in tree_paths.leaves_with_paths(trainable)]
+  if any(masks.is_partially_frozen(v) for v in values):
+    tx = optax.chain(tx, adafactor_lib.zero_frozen_layers(trainable))
+  if not any(masks.is_fully_frozen(v) for v in values):
+    return tx
+  labels = tree_paths.map_with_paths(
+      lambda path, v: "freeze" if masks.is_fully_frozen(v) else "train", trainable)
+  return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
