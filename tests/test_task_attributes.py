@@ -163,3 +163,52 @@ def test_all_missing_labels_give_zero_loss_and_finite_gradients():
   assert history == [0.0, 0.0]
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   assert float(metrics["accuracy"]) == 0.0
+
+
+def test_reid_attribute_and_counting_heads_train_in_the_path_model():
+  """The three task packages inside the real PATH model (tiny ViT, finetuning: no projectors)."""
+  import ml_collections as mlc
+  from path_jax.model import path
+  from path_jax.tasks import counting, reid
+  cfg = mlc.ConfigDict()
+  cfg.model = mlc.ConfigDict({"backbone": {"variant": "mu/16", "cls_token": True},
+                              "projector": {"enabled": False}})
+  reid_cfg = reid.default_config()
+  reid_cfg.update({"num_classes": 3, "classes_multiple_of": 8})
+  attr_cfg = _cfg(4, [0.2, 0.5, 0.7, 0.1])
+  count_cfg = counting.default_config()
+  count_cfg.decoder_channels = (16, 8, 8)
+  cfg.datasets = mlc.ConfigDict({"market": reid_cfg, "pa100k": attr_cfg, "shtech": count_cfg})
+  for name, task in (("market", "reid"), ("pa100k", "attributes"), ("shtech", "counting")):
+    cfg.datasets[name].task = task
+  model = path.from_config(cfg)
+  rng = np.random.default_rng(6)
+  # attributes and counting share one backbone pass (same shape, no cls token)
+  images = {"market": (4, 64, 32), "pa100k": (2, 64, 64), "shtech": (2, 64, 64)}
+  images = {k: jnp.asarray(rng.integers(0, 256, s + (3,)), jnp.uint8) for k, s in images.items()}
+  batches = {
+      "market": {"label": jnp.asarray([0, 0, 2, 2], jnp.int32)},
+      "pa100k": {"labels": jnp.asarray([[1, 0, -1, 1], [0, 1, -1, -1]], jnp.int8)},
+      "shtech": {"density": jnp.asarray(np.stack([
+          counting.targets.make_targets(rng.uniform(0, 64, (n, 2)), (64, 64), count_cfg)["density"]
+          for n in (3, 0)])), "count": jnp.asarray([3.0, 0.0])},
+  }
+  variables = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0, impl="rbg"), images))
+  assert set(variables["params"]) == {"backbone", "head_market", "head_pa100k", "head_shtech"}
+
+  @jax.jit
+  def losses_and_grads(params, stats):
+    def total(p):
+      outs, new = model.apply({"params": p, "batch_stats": stats}, images, train=True,
+                              mutable=["batch_stats"])
+      per = {n: tasks.get(cfg.datasets[n].task).loss(outs[n], batches[n], cfg.datasets[n])[0]
+             for n in batches}
+      return sum(per.values()), (per, new)
+    return jax.value_and_grad(total, has_aux=True)(params)
+
+  (_, (per, new)), grads = losses_and_grads(variables["params"], variables["batch_stats"])
+  assert all(np.isfinite(float(v)) and float(v) > 0 for v in per.values()), per
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert set(new["batch_stats"]) == {"head_market", "head_pa100k"}
+  # The backbone receives gradient from every task.
+  assert float(jnp.abs(grads["backbone"]["patch_embed"]["kernel"]).sum()) > 0

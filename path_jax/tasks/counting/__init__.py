@@ -20,6 +20,7 @@ Head outputs: 'density' (scaled by cfg.density_scale). Loss metrics: 'pixel_mse'
 Dataset config fields: see :func:`default_config`.
 """
 from path_jax.tasks.base import register
+from path_jax.tasks.counting import targets  # noqa: F401  (used by the data pipeline)
 from path_jax.tasks.counting.config import default_config  # noqa: F401
 from path_jax.tasks.counting.task import CountingTask
 
