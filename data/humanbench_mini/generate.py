@@ -180,7 +180,9 @@ def write_reid(out: str, name: str, seed: int, p: dict[str, Any]) -> dict[str, A
       else:
         rgb = draw.camera_effect(draw.background(rng, *p["crop"], base=cams[c - 1]["base"]),
                                  cams[c - 1]["tint"], cams[c - 1]["brightness"])
-      fname = f"{kind}_c{c}s{int(rng.integers(1, 7))}_{int(rng.integers(1, 50000)):06d}_00.jpg"
+      # Frame numbers unique per image (no two distractors can share a name).
+      frame = 1000 * (i + 1) + int(rng.integers(0, 1000))
+      fname = f"{kind}_c{c}s{int(rng.integers(1, 7))}_{frame:06d}_00.jpg"
       save_jpeg(os.path.join(out, "bounding_box_test", fname), rgb)
       counts["bounding_box_test"] += 1
   return {"identities": {"train": int(is_train.sum()), "test": int((~is_train).sum())},
