@@ -155,6 +155,9 @@ def test_atr_and_lip_maps():
 @pytest.mark.parametrize("name", ["mini_market", "mini_dukemtmc"])
 def test_reid_market_layout(tiny, name):
   root = _ds(tiny[0], name)
+  written = tiny[1]["datasets"][name]["summary"]["images"]
+  for folder, n in written.items():  # no file overwrote another
+    assert len(os.listdir(os.path.join(root, folder))) == n
   ids, cams = {}, {}
   for folder in ("bounding_box_train", "query", "bounding_box_test"):
     for f in os.listdir(os.path.join(root, folder)):
