@@ -24,7 +24,7 @@ def _np_ce_ignore(logits, labels, ignore=255):
 
 
 def _np_resize_ac(x, n):
-  """Independent align_corners=True bilinear resize of [B, h, h, C] to [B, n, n, C] via np.interp."""
+  """Independent align_corners=True resize of [B, h, h, C] to [B, n, n, C] with np.interp."""
   h = x.shape[1]
   pos = np.linspace(0.0, h - 1.0, n)
   along_w = np.stack([np.apply_along_axis(lambda v: np.interp(pos, np.arange(h), v), 1, xb)
@@ -75,7 +75,8 @@ def test_flip_back_swaps_pairs_and_width():
   cfg = default_config()
   cfg.num_classes, cfg.flip_pairs, cfg.flip_test = 6, pairs, True
   task = tasks.get("parsing")
-  out = task.decode({"logits": jnp.asarray(logits), "logits_flipped": jnp.asarray(swapped)}, {}, cfg)
+  out = task.decode({"logits": jnp.asarray(logits), "logits_flipped": jnp.asarray(swapped)},
+                    {}, cfg)
   np.testing.assert_allclose(np.asarray(out["logits"]), logits, atol=1e-6)
   np.testing.assert_array_equal(np.asarray(out["label"]), logits.argmax(-1))
   with pytest.raises(KeyError, match="logits_flipped"):
@@ -94,8 +95,12 @@ def test_head_matches_torch_decoder():
   F = torch.nn.functional
   inputs = _tokens(2, (3, 4), 8)
   head = ParsingHead(num_classes=5, features=6)
-  params = nn.unbox(jax.jit(head.init)(jax.random.key(1), inputs)["params"])
-  got = head.apply({"params": params}, inputs)["logits"]
+  # Random weights drawn in NumPy on the parameter shapes (skips compiling the initialisers).
+  shapes = nn.unbox(jax.eval_shape(head.init, jax.random.key(1), inputs)["params"])
+  rng = np.random.default_rng(10)
+  params = jax.tree_util.tree_map(
+      lambda p: (0.3 * rng.normal(size=p.shape)).astype(np.float32), shapes)
+  got = jax.jit(head.apply)({"params": params}, inputs)["logits"]
 
   t = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
   conv_w = lambda k: t(k).permute(3, 2, 0, 1)  # HWIO -> OIHW  # noqa: E731
@@ -110,7 +115,8 @@ def test_head_matches_torch_decoder():
     x = F.conv2d(x, conv_w(p["conv"]["kernel"]), t(p["conv"]["bias"]), padding=1)
     x = F.relu(ln_channels_first(x, p["norm"]))
   x = F.interpolate(x, size=(6, 8), mode="bilinear", align_corners=True)
-  x = F.conv2d(x, conv_w(params["classifier"]["kernel"]), t(params["classifier"]["bias"]), padding=1)
+  cls = params["classifier"]
+  x = F.conv2d(x, conv_w(cls["kernel"]), t(cls["bias"]), padding=1)
   x = F.interpolate(x, size=inputs.image_hw, mode="bilinear", align_corners=True)
   assert got.shape == (2, *inputs.image_hw, 5)
   np.testing.assert_allclose(np.asarray(got), x.permute(0, 2, 3, 1).numpy(), atol=1e-4)
@@ -132,27 +138,32 @@ def test_registered_task_overfits_and_all_ignored_grads_are_finite():
   params = nn.unbox(jax.jit(head.init)(jax.random.key(5), inputs)["params"])
 
   def loss_fn(p, batch):
-    return task.loss(head.apply({"params": p}, inputs), batch, cfg)[0]
+    outputs = head.apply({"params": p}, inputs)
+    loss, metrics = task.loss(outputs, batch, cfg)
+    return loss, (metrics, outputs)
 
   opt = optax.adam(1e-2)
 
   @jax.jit
-  def step(p, s):
-    loss, g = jax.value_and_grad(loss_fn)(p, batch)
+  def step(p, s, batch):
+    """One Adam step; also returns the loss, metrics, outputs and gradients at ``p``."""
+    (loss, (metrics, outputs)), g = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
     u, s = opt.update(g, s, p)
-    return optax.apply_updates(p, u), s, loss
+    return optax.apply_updates(p, u), s, loss, metrics, outputs, g
 
-  state, p = opt.init(params), params
-  start = float(loss_fn(params, batch))
+  s0 = opt.init(params)
+  p, s, start, *_ = step(params, s0, batch)
   for _ in range(60):
-    p, state, loss = step(p, state)
-  final = float(loss_fn(p, batch))
-  assert final < 0.15 * start, (start, final)
-  out = task.decode(head.apply({"params": p}, inputs), batch, cfg)
+    p, s, *_ = step(p, s, batch)
+  _, _, final, metrics, outputs, _ = step(p, s, batch)
+  assert float(final) < 0.15 * float(start), (float(start), float(final))
+  assert float(metrics["pixel_acc"]) > 0.95
+  out = jax.jit(lambda o: task.decode(o, batch, cfg))(outputs)
   keep = labels != 255
-  assert np.mean(np.asarray(out["label"])[keep] == labels[keep]) > 0.95
+  np.testing.assert_allclose(np.mean(np.asarray(out["label"])[keep] == labels[keep]),
+                             float(metrics["pixel_acc"]), rtol=1e-6)
 
   ignored = dict(batch, label=jnp.full_like(batch["label"], 255))
-  loss, grads = jax.value_and_grad(loss_fn)(params, ignored)
+  _, _, loss, _, _, grads = step(params, s0, ignored)
   assert float(loss) == 0.0
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))

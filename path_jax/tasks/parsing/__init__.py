@@ -1,4 +1,4 @@
-"""Human parsing (task ``'parsing'``): per-pixel part classification, REFERENCE.md §3.2, §6.4, §7.2.
+"""Human parsing (task ``'parsing'``): per-pixel part labels; REFERENCE.md §3.2, §6.4, §7.2.
 
 Batch fields the loss expects (one dataset's sub-batch):
 
@@ -22,10 +22,12 @@ import jax.numpy as jnp
 import ml_collections
 
 from path_jax.tasks.base import Task, register
-from path_jax.tasks.parsing.decode import decode_labels, flip_back_logits, flip_permutation  # noqa: F401
+from path_jax.tasks.parsing.decode import (decode_labels, flip_back_logits,  # noqa: F401
+                                           flip_permutation)
 from path_jax.tasks.parsing.head import ParsingHead
 from path_jax.tasks.parsing.loss import cross_entropy_ignore, pixel_accuracy
-from path_jax.tasks.parsing.resize import align_corners_matrix, resize_bilinear_align_corners  # noqa: F401
+from path_jax.tasks.parsing.resize import (align_corners_matrix,  # noqa: F401
+                                           resize_bilinear_align_corners)
 
 # Left/right label pairs of the LIP/CIHP/VIP/PaperDoll 20-class label set (REFERENCE.md §7.2).
 LIP_FLIP_PAIRS = ((14, 15), (16, 17), (18, 19))

@@ -55,7 +55,7 @@ class ConvNormReLU(nn.Module):
 
 
 class ParsingHead(nn.Module):
-  """Returns ``{'logits': [B, H, W, num_classes] float32}`` at the input size ``inputs.image_hw``."""
+  """Returns ``{'logits': [B, H, W, num_classes] float32}`` at the input size ``image_hw``."""
   num_classes: int
   features: int = 256
   dtype: Any = jnp.float32
