@@ -381,7 +381,7 @@ def test_detection_random_against_brute_force(seed):
     wh = rng.uniform(10, 60, size=(g, 2))
     gt = np.concatenate([xy, xy + wh], 1)
     # Detections: jittered copies of ground truths (some twice) and random boxes.
-    src = gt[rng.integers(0, max(g, 1), size=rng.integers(0, 2 * g + 1))] if g else np.zeros((0, 4))
+    src = gt[rng.integers(0, g, size=rng.integers(0, 2 * g + 1))] if g else np.zeros((0, 4))
     jit = src + rng.normal(0, 6, size=src.shape)
     xy = rng.uniform(0, 200, size=(3, 2))
     rand = np.concatenate([xy, xy + rng.uniform(10, 60, size=(3, 2))], 1)
@@ -404,7 +404,8 @@ def test_detection_update_from_task_batch_format_and_merge_order():
 
   def to_norm(b, hw_):
     wh = np.stack([hw_[:, 1], hw_[:, 0]], -1)[:, None, :]
-    return np.concatenate([(b[..., :2] + b[..., 2:]) / 2, b[..., 2:] - b[..., :2]], -1) / np.concatenate([wh, wh], -1)
+    cxcy, size = (b[..., :2] + b[..., 2:]) / 2, b[..., 2:] - b[..., :2]
+    return np.concatenate([cxcy / wh, size / wh], -1)
 
   batch = {"boxes": to_norm(gt_px, hw), "box_mask": np.array([[True, False], [True, False]]),
            "ignore_boxes": np.zeros((2, 1, 4)), "ignore_mask": np.zeros((2, 1), bool),
@@ -466,10 +467,13 @@ def test_oks_nms_matches_brute_force():
   sigmas = pose_eval.COCO_SIGMAS
   kpts, areas = _poses_with_duplicates(rng, 6, 17, dup_noise=1.5)
   scores = rng.uniform(0, 1, size=len(kpts))
-  for thr in (0.5, 0.9):
+  kept_counts = set()
+  for thr in np.linspace(0.02, 0.98, 49):
     keep = pose_eval.oks_nms(kpts, scores, areas, sigmas, thr)
+    kept_counts.add(len(keep))
     want = _nms_brute_force(kpts.tolist(), scores.tolist(), areas.tolist(), sigmas.tolist(), thr)
     assert keep.tolist() == want
+  assert len(kept_counts) >= 3                       # the sweep crosses several OKS values
   assert 6 <= len(pose_eval.oks_nms(kpts, scores, areas, sigmas, 0.9)) < len(kpts)
 
 

@@ -36,7 +36,8 @@ def count_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 class Evaluator:
-  """Collects per-image count errors; :meth:`result` gives ``mae``, ``mse`` (root), ``num_images``."""
+  """Collects per-image count errors; :meth:`result` gives ``mae``, ``mse`` (root), ``num_images``.
+  """
 
   def __init__(self, cfg: Mapping[str, Any] | None = None):
     del cfg  # no dataset-dependent settings
