@@ -133,8 +133,8 @@ def _check_assignments(costs, valid, row_to_col, col_to_row, exact):
 
 
 @pytest.mark.parametrize("n,m,count,integer", [
-    (12, 20, 100, False),    # rectangular, float
-    (10, 10, 80, True),      # square, integer costs with many ties
+    (12, 20, 120, False),    # rectangular, float
+    (10, 10, 100, True),     # square, integer costs with many ties
     (30, 60, 60, True),      # rectangular, ties
     (100, 900, 24, False),   # the detection size
     (100, 900, 8, True),

@@ -14,13 +14,29 @@ case and much less on DETR costs, where most augmenting paths are short.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from path_jax.tasks.detection import boxes as box_ops
+
+
+class _State(NamedTuple):
+  u: jax.Array          # [N] row potentials
+  v: jax.Array          # [M] column potentials
+  col4row: jax.Array    # [N] column of each (compacted) row, -1 while unassigned
+  row4col: jax.Array    # [M] row of each column, -1 while free
+  path: jax.Array       # [M] predecessor row of each column in the current search
+  spc: jax.Array        # [M] shortest reduced path cost to each column in the current search
+  sr: jax.Array         # [N] rows reached by the current search
+  sc: jax.Array         # [M] columns finalised by the current search
+  min_val: jax.Array    # length of the current shortest path
+  i: jax.Array          # row being expanded
+  cur: jax.Array        # row being added (rows < cur are assigned)
+  jj: jax.Array         # column the augmentation is at
+  augmenting: jax.Array
 
 
 def hungarian(cost: jax.Array, row_valid: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -34,6 +50,12 @@ def hungarian(cost: jax.Array, row_valid: jax.Array) -> tuple[jax.Array, jax.Arr
   Returns:
     ``row_to_col [N]`` int32 (the column of each valid row, -1 for invalid rows) and
     ``col_to_row [M]`` int32 (the row assigned to each column, -1 for free columns).
+
+  One row is added at a time by a shortest augmenting path (Dijkstra on reduced costs, ties
+  broken towards free columns), then the potentials are updated and the path is flipped. The
+  search steps and the flip steps of all rows share one flat ``while_loop`` whose body does
+  either step, so that under ``vmap`` every problem advances on every trip: the trip count is
+  the largest total over the batch, not a sum of per-row maxima.
   """
   n, m = cost.shape
   if n > m:
@@ -42,66 +64,58 @@ def hungarian(cost: jax.Array, row_valid: jax.Array) -> tuple[jax.Array, jax.Arr
   if n == 0:
     return jnp.zeros((0,), jnp.int32), jnp.full((m,), -1, jnp.int32)
   row_valid = row_valid.astype(bool)
-  # Valid rows first (stable), so the row loop runs over 1..num_valid only.
+  # Valid rows first (stable), so rows 0..num_valid-1 are the ones to assign.
   order = jnp.argsort(~row_valid, stable=True).astype(jnp.int32)
   num_valid = jnp.sum(row_valid).astype(jnp.int32)
   a = jnp.where(row_valid[:, None], cost.astype(jnp.float32), 0.0)[order]
-  # Index 0 is the algorithm's dummy row/column; real rows/columns are 1-based.
-  a = jnp.pad(a, ((1, 0), (1, 0)))
-  inf = jnp.array(jnp.inf, jnp.float32)
+  rows = jnp.arange(n, dtype=jnp.int32)
+  inf = jnp.float32(jnp.inf)
 
-  def add_row(i, state):
-    u, v, p, way = state
-    p = p.at[0].set(i)
+  def search(s: _State) -> _State:
+    r = s.min_val + a[s.i] - s.u[s.i] - s.v
+    better = ~s.sc & (r < s.spc)
+    path = jnp.where(better, s.i, s.path)
+    spc = jnp.where(better, r, s.spc)
+    sr = s.sr.at[s.i].set(True)
+    masked = jnp.where(s.sc, inf, spc)
+    lowest = jnp.min(masked)
+    tied = masked == lowest
+    free_tied = tied & (s.row4col < 0)
+    j = jnp.where(jnp.any(free_tied), jnp.argmax(free_tied), jnp.argmax(tied)).astype(jnp.int32)
+    sc = s.sc.at[j].set(True)
+    found = s.row4col[j] < 0
+    # Potentials move once per added row, when the search reaches a free column.
+    du = jnp.where(rows == s.cur, lowest,
+                   jnp.where(sr, lowest - spc[jnp.maximum(s.col4row, 0)], 0.0))
+    u = jnp.where(found, s.u + du, s.u)
+    v = jnp.where(found & sc, s.v - (lowest - spc), s.v)
+    return s._replace(u=u, v=v, path=path, spc=spc, sr=sr, sc=sc, min_val=lowest,
+                      i=jnp.where(found, s.i, s.row4col[j]), jj=j, augmenting=found)
 
-    def search_cond(s):
-      p, j0 = s[2], s[-1]
-      return p[j0] != 0
+  def flip(s: _State) -> _State:
+    i = s.path[s.jj]
+    row4col = s.row4col.at[s.jj].set(i)
+    col4row = s.col4row.at[i].set(s.jj)
+    done = i == s.cur
+    nxt = s.cur + 1
+    return s._replace(
+        row4col=row4col, col4row=col4row, jj=s.col4row[i],
+        cur=jnp.where(done, nxt, s.cur), i=jnp.where(done, nxt, s.i), augmenting=~done,
+        spc=jnp.where(done, inf, s.spc), sr=s.sr & ~done, sc=s.sc & ~done,
+        min_val=jnp.where(done, 0.0, s.min_val))
 
-    def search_body(s):
-      u, v, p, way, minv, used, j0 = s
-      used = used.at[j0].set(True)
-      i0 = p[j0]
-      cur = a[i0] - u[i0] - v
-      better = ~used & (cur < minv)
-      minv = jnp.where(better, cur, minv)
-      way = jnp.where(better, j0, way)
-      masked = jnp.where(used, inf, minv)
-      j1 = jnp.argmin(masked).astype(jnp.int32)
-      delta = masked[j1]
-      # Rows in the search tree are exactly p[used] (distinct), so a scatter-add is exact.
-      u = u.at[p].add(jnp.where(used, delta, 0.0))
-      v = jnp.where(used, v - delta, v)
-      minv = jnp.where(used, minv, minv - delta)
-      return u, v, p, way, minv, used, j1
-
-    minv = jnp.full((m + 1,), inf)
-    used = jnp.zeros((m + 1,), bool)
-    u, v, p, way, _, _, j0 = lax.while_loop(
-        search_cond, search_body, (u, v, p, way, minv, used, jnp.int32(0)))
-
-    def aug_body(s):
-      p, j0 = s
-      j1 = way[j0]
-      return p.at[j0].set(p[j1]), j1
-
-    p, _ = lax.while_loop(lambda s: s[1] != 0, aug_body, (p, j0))
-    return u, v, p, way
-
-  def outer_cond(s):
-    return s[0] <= num_valid
-
-  def outer_body(s):
-    i, state = s
-    return i + 1, add_row(i, state)
-
-  init = (jnp.zeros((n + 1,), jnp.float32), jnp.zeros((m + 1,), jnp.float32),
-          jnp.zeros((m + 1,), jnp.int32), jnp.zeros((m + 1,), jnp.int32))
-  _, (_, _, p, _) = lax.while_loop(outer_cond, outer_body, (jnp.int32(1), init))
-  assigned = p[1:]
-  col_to_row = jnp.where(assigned > 0, order[jnp.maximum(assigned - 1, 0)], -1).astype(jnp.int32)
-  row_to_col = jnp.full((n,), -1, jnp.int32).at[jnp.where(col_to_row >= 0, col_to_row, n)].set(
-      jnp.arange(m, dtype=jnp.int32), mode="drop")
+  init = _State(
+      u=jnp.zeros((n,), jnp.float32), v=jnp.zeros((m,), jnp.float32),
+      col4row=jnp.full((n,), -1, jnp.int32), row4col=jnp.full((m,), -1, jnp.int32),
+      path=jnp.full((m,), -1, jnp.int32), spc=jnp.full((m,), inf),
+      sr=jnp.zeros((n,), bool), sc=jnp.zeros((m,), bool), min_val=jnp.float32(0.0),
+      i=jnp.int32(0), cur=jnp.int32(0), jj=jnp.int32(0), augmenting=jnp.bool_(False))
+  final = lax.while_loop(lambda s: s.cur < num_valid,
+                         lambda s: lax.cond(s.augmenting, flip, search, s), init)
+  col_to_row = jnp.where(final.row4col >= 0, order[jnp.maximum(final.row4col, 0)], -1)
+  col_to_row = col_to_row.astype(jnp.int32)
+  row_to_col = jnp.full((n,), -1, jnp.int32).at[order].set(
+      jnp.where(rows < num_valid, final.col4row, -1))
   return row_to_col, col_to_row
 
 
