@@ -225,9 +225,9 @@ def test_detection_loss_against_numpy_criterion():
     loss, metrics = loss_fn(outputs, b)
     want, (cls, l1, gi) = np_criterion(*arrays, cfg)
     np.testing.assert_allclose(loss, want, rtol=1e-5)
-    np.testing.assert_allclose(metrics["loss_cls"], cls, rtol=1e-5)
-    np.testing.assert_allclose(metrics["loss_bbox"], l1, rtol=1e-5)
-    np.testing.assert_allclose(metrics["loss_giou"], gi, rtol=1e-5)
+    np.testing.assert_allclose(metrics["focal"], cls, rtol=1e-5)
+    np.testing.assert_allclose(metrics["l1"], l1, rtol=1e-5)
+    np.testing.assert_allclose(metrics["giou"], gi, rtol=1e-5)
     assert metrics["num_boxes"] == arrays[3].sum()
   # The ignore rule matters here: without it the loss is larger.
   logits, pred, gt, gt_mask, ign, _ = arrays
@@ -238,6 +238,32 @@ def test_detection_loss_against_numpy_criterion():
       outputs, b)
   want_last, _ = np_criterion(logits[-1:], pred[-1:], gt, gt_mask, ign, arrays[5], cfg)
   np.testing.assert_allclose(last, want_last, rtol=1e-5)
+
+
+def test_loss_is_global_over_a_sharded_batch():
+  """Batch sharded over the 8 devices: same value as one device (num_boxes is the global count)."""
+  cfg = tiny_cfg()
+  rng = np.random.default_rng(6)
+  n = jax.device_count()
+  outputs = {"logits": jnp.asarray(rng.normal(size=(2, n, 12)), jnp.float32),
+             "boxes": jnp.asarray(rand_boxes(rng, 2, n, 12))}
+  b = {"boxes": jnp.asarray(rand_boxes(rng, n, 4)),
+       "box_mask": jnp.asarray(rng.random((n, 4)) < 0.5),
+       "ignore_boxes": jnp.asarray(rand_boxes(rng, n, 2)),
+       "ignore_mask": jnp.asarray(rng.random((n, 2)) < 0.5)}
+  loss_fn = jax.jit(functools.partial(detection_loss, cfg=cfg))
+  want, _ = loss_fn(outputs, b)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  spec = lambda *axes: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*axes))
+  outputs = {"logits": jax.device_put(outputs["logits"], spec(None, "data")),
+             "boxes": jax.device_put(outputs["boxes"], spec(None, "data"))}
+  b = jax.device_put(b, spec("data"))
+  got, _ = loss_fn(outputs, b)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  numpy_loss, _ = np_criterion(*(np.asarray(v) for v in (
+      outputs["logits"], outputs["boxes"], b["boxes"], b["box_mask"], b["ignore_boxes"],
+      b["ignore_mask"])), cfg)
+  np.testing.assert_allclose(got, numpy_loss, rtol=1e-5)
 
 
 def test_loss_rejects_wrong_padding():

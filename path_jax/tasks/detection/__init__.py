@@ -6,6 +6,10 @@ Loss (:mod:`.losses`, :mod:`.matcher`): per layer, exact Hungarian matching in J
 2 / L1 5 / GIoU 2), sigmoid focal x2 + L1 x5 + (1 - GIoU) x2, each divided by the number of
 ground-truth boxes in the global batch; ignore regions as the reference.
 
+Loss metrics: ``loss`` (the total), the last layer's unweighted ``focal``, ``l1`` and ``giou``
+terms per box, ``num_boxes`` (valid boxes in the batch) and ``matched_iou`` (mean IoU of the last
+layer's matched pairs). ``decode`` returns ``scores [B, Q]`` and ``boxes [B, Q, 4]`` (xyxy pixels).
+
 Batch fields (one dataset's sub-batch; ``G = max_boxes``, ``I = max_ignore`` from the config):
 
 * ``image``        ``[B, H, W, 3]`` uint8, zero-padded on the right/bottom.

@@ -68,7 +68,8 @@ def _pairwise(fn):
   def pairwise(a: jax.Array, b: jax.Array) -> jax.Array:
     return fn(a[..., :, None, :], b[..., None, :, :])
   pairwise.__name__ = f"pairwise_{fn.__name__}"
-  pairwise.__doc__ = f"``[..., N, M]`` {fn.__name__} of ``a [..., N, 4]`` and ``b [..., M, 4]`` (xyxy)."
+  pairwise.__doc__ = (f"``[..., N, M]`` {fn.__name__} of ``a [..., N, 4]`` and "
+                      "``b [..., M, 4]`` (xyxy).")
   return pairwise
 
 

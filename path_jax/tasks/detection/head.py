@@ -68,7 +68,8 @@ def pos2posemb2d(points: jax.Array, num_feats: int, temperature: float = 10000.0
   even features take the sine, odd ones the cosine; the output is ``concat(emb_y, emb_x)``.
   """
   if num_feats % 2:
-    raise ValueError(f"pos2posemb2d: num_feats={num_feats} must be even (hidden_dim divisible by 4).")
+    raise ValueError(f"pos2posemb2d: num_feats={num_feats} must be even; make hidden_dim "
+                     "divisible by 4.")
   k = jnp.arange(num_feats, dtype=jnp.float32)
   dim_t = temperature ** (2.0 * (k // 2) / num_feats)
   scaled = points.astype(jnp.float32)[..., None] * (2.0 * math.pi) / dim_t    # [..., 2, F]

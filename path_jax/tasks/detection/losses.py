@@ -124,9 +124,11 @@ def detection_loss(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Arr
   loss = jnp.sum(per_layer_loss)
   metrics = {
       "loss": loss,
-      "loss_cls": sums["cls"][-1] / num_boxes,
-      "loss_bbox": sums["l1"][-1] / num_boxes,
-      "loss_giou": sums["giou"][-1] / num_boxes,
+      # Unweighted terms of the last layer; named without "loss" so that nothing which sums
+      # "loss*" keys (as the reference solver does) counts them twice.
+      "focal": sums["cls"][-1] / num_boxes,
+      "l1": sums["l1"][-1] / num_boxes,
+      "giou": sums["giou"][-1] / num_boxes,
       "num_boxes": num_gt,
       "matched_iou": sums["iou"][-1] / num_boxes,
   }
