@@ -2,15 +2,16 @@
 
 :func:`hungarian` solves the rectangular assignment problem (every valid row gets a distinct
 column, total cost minimal) with the shortest-augmenting-path algorithm with dual potentials
-(Kuhn-Munkres in the Jonker-Volgenant form): one augmentation per valid row, each a Dijkstra-like
-search over the columns done with whole-vector operations of length ``M``. It runs on device under
-``jit`` with static shapes (no host callback), and vmaps over batch and decoder layers: the
-``while_loop`` trip counts become the batch maximum, and rows past an image's number of valid
-ground truths are computed on a zeroed copy and discarded.
+(Jonker-Volgenant / Crouse, as scipy's ``linear_sum_assignment``): one augmentation per valid
+row, each a Dijkstra-like search over the columns done with whole-vector operations of length
+``M``. It runs on device under ``jit`` with static shapes (no host callback) and vmaps over batch
+and decoder layers: one flat ``while_loop`` runs until the problem with the most work is done;
+finished problems keep their state.
 
 Rows are ground truths (``N = G``, padded, with a validity mask) and columns are queries
-(``M = Q``), so the loops run ``G`` times, not ``Q`` times. The cost is O(G^2 Q) in the worst
-case and much less on DETR costs, where most augmenting paths are short.
+(``M = Q``), so there are ``G`` searches, not ``Q``. The cost is O(G^2 Q) in the worst case and
+much less on DETR costs, where most augmenting paths are short. Potentials are float32: integer
+costs give the exact optimum; float costs the optimum up to float32 rounding of the sums.
 """
 from __future__ import annotations
 
