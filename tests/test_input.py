@@ -231,3 +231,17 @@ def test_global_batch_shards_over_data_and_fsdp():
   np.testing.assert_array_equal(np.asarray(out["reid"]["label"]), local["reid"]["label"])
   with pytest.raises(ValueError, match=r"\['reid'\]\['label'\] has 6 rows"):
     global_batch.to_global({"reid": {"label": np.arange(6)}}, mesh)
+
+
+def test_inputs_from_config_opens_tfds_and_picks_the_identity_sampler(tfds_dir):
+  cfg = {"market": {"task": "reid", "tfds_name": "reid/market1501", "data_dir": tfds_dir,
+                    "batch_size": 4, "image_size": (32, 16), "images_per_identity": 2},
+         "pa100k": {"task": "attributes", "tfds_name": "attributes/pa100k", "data_dir": tfds_dir,
+                    "batch_size": 2, "image_size": (16, 8)}}
+  inputs = mixture.inputs_from_config(cfg, shard_count=1)
+  assert [d.sampler for d in inputs] == ["identity", "shuffle"]
+  batch = next(mixture.make_train_iterator(inputs, seed=0, shard_index=0, shard_count=1))
+  assert batch["market"]["image"].shape == (4, 32, 16, 3)
+  assert batch["pa100k"]["labels"].shape == (2, 4)
+  with pytest.raises(ValueError, match="not divisible by the 3 hosts"):
+    mixture.inputs_from_config(cfg, shard_count=3)
