@@ -48,7 +48,11 @@ def _template(source, transform) -> dict[str, np.ndarray]:
   """Zeros shaped like a transformed example (from the first record that transforms)."""
   for i in range(min(len(source), 16)):
     try:
-      example = transform(source[i])
+      record = source[i]
+    except Exception:  # noqa: BLE001  (a corrupt record cannot give the template; try the next)
+      continue
+    try:
+      example = transform(record)
     except BadExampleError:
       continue
     return {k: np.zeros_like(np.asarray(v)) for k, v in example.items()}

@@ -15,7 +15,10 @@ and the iterator is a ``grain.DatasetIterator``, so an orbax composite with
 
 Records that fail to decode (any exception from the source) or that a transform rejects
 (:class:`path_jax.input.fields.BadExampleError`) are skipped and counted per dataset; other
-transform errors are bugs or config errors and propagate.
+transform errors are bugs or config errors and propagate. A skipped record in a P x K stream
+shifts later batches against the identity groups (by the number of skips, mod K): a batch may
+then begin and end with partial groups. The builders already drop bad inputs, so this is rare
+and costs triplet positives, never a wrong label.
 """
 from __future__ import annotations
 
