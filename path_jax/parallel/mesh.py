@@ -1,0 +1,116 @@
+"""Device mesh ``('data', 'fsdp', 'model')`` from config, and multi-host initialisation.
+
+Config (``config.mesh``)::
+
+  shape: (data, fsdp, model)   one entry may be -1: filled with what the devices leave
+  dcn_shape: (data, fsdp, model) or None   multi-slice TPU: the factor of each axis that
+                               crosses slices (data-centre network); ICI shape = shape / dcn_shape
+
+Axes are created as ``AxisType.Auto``: jax 0.10's ``jax.make_mesh`` defaults to Explicit axes,
+under which linen's logical sharding constraints fail.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh
+
+AXES = ("data", "fsdp", "model")
+BATCH_AXES = ("data", "fsdp")
+
+
+def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+  """Fills one ``-1`` entry so that the product equals ``num_devices``; checks the fit."""
+  shape = [int(s) for s in shape]
+  if len(shape) != len(AXES):
+    raise ValueError(f"config.mesh.shape must have {len(AXES)} entries {AXES}, got {shape}")
+  if shape.count(-1) > 1:
+    raise ValueError(f"config.mesh.shape {shape}: at most one entry may be -1")
+  if any(s == 0 or s < -1 for s in shape):
+    raise ValueError(f"config.mesh.shape {shape}: entries must be positive or -1")
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if num_devices % known:
+      raise ValueError(f"config.mesh.shape {shape} does not fit {num_devices} devices: "
+                       f"{num_devices} is not a multiple of {known}")
+    shape[shape.index(-1)] = num_devices // known
+  if math.prod(shape) != num_devices:
+    raise ValueError(f"config.mesh.shape {shape} needs {math.prod(shape)} devices but "
+                     f"{num_devices} are available; use -1 for one axis to fill automatically")
+  return tuple(shape)
+
+
+def make_mesh(shape: Sequence[int] = (-1, 1, 1), dcn_shape: Sequence[int] | None = None,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """The training mesh over ``devices`` (default: all devices of all processes)."""
+  devices = list(jax.devices() if devices is None else devices)
+  full = resolve_shape(shape, len(devices))
+  axis_types = (AxisType.Auto,) * len(AXES)
+  if dcn_shape is not None and math.prod(dcn_shape) > 1:
+    from jax.experimental import mesh_utils
+    dcn = tuple(int(s) for s in dcn_shape)
+    if any(f % d for f, d in zip(full, dcn)):
+      raise ValueError(f"config.mesh.dcn_shape {dcn} must divide the mesh shape {full}")
+    ici = tuple(f // d for f, d in zip(full, dcn))
+    arr = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices)
+    return Mesh(arr, AXES, axis_types=axis_types)
+  if devices == list(jax.devices()):
+    return jax.make_mesh(full, AXES, axis_types=axis_types)
+  return Mesh(np.asarray(devices).reshape(full), AXES, axis_types=axis_types)
+
+
+def from_config(cfg) -> Mesh:
+  dcn = cfg.get("dcn_shape", None)
+  return make_mesh(tuple(cfg.shape), None if dcn is None else tuple(dcn))
+
+
+def batch_shards(mesh: Mesh) -> int:
+  """How many ways every dataset's sub-batch is split (the product of the batch axes)."""
+  return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
+
+
+def initialize_distributed(mode: str = "auto") -> None:
+  """Starts multi-process JAX when the environment asks for it; a no-op for one process.
+
+  ``mode``: ``'auto'`` (default) initialises when one of these is present, ``'off'`` never:
+  * ``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` + ``JAX_PROCESS_ID`` (explicit, any
+    cluster; ``launch/local_multiprocess.sh`` and ``launch/gpu_multihost.sh`` set them);
+  * SLURM with more than one task (``SLURM_NTASKS`` > 1; jax reads the SLURM variables);
+  * a multi-host Cloud TPU slice (``TPU_WORKER_HOSTNAMES`` with several hosts, or
+    ``MEGASCALE_COORDINATOR_ADDRESS`` for multi-slice); jax auto-detects the rest.
+  On CPU, collectives go through gloo.
+  """
+  if mode == "off":
+    return
+  env = os.environ
+  kwargs = {}
+  if env.get("JAX_COORDINATOR_ADDRESS"):
+    for key in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+      if key not in env:
+        raise RuntimeError(f"JAX_COORDINATOR_ADDRESS is set but {key} is not; set both "
+                           "JAX_NUM_PROCESSES and JAX_PROCESS_ID for every process")
+    kwargs = dict(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
+                  num_processes=int(env["JAX_NUM_PROCESSES"]),
+                  process_id=int(env["JAX_PROCESS_ID"]))
+    if env.get("JAX_LOCAL_DEVICE_IDS"):
+      kwargs["local_device_ids"] = [int(i) for i in env["JAX_LOCAL_DEVICE_IDS"].split(",")]
+  elif int(env.get("SLURM_NTASKS", "1")) > 1:
+    pass
+  elif len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1 or env.get(
+      "MEGASCALE_COORDINATOR_ADDRESS"):
+    pass
+  elif mode == "on":
+    pass   # let jax auto-detect, and fail loudly if it cannot
+  else:
+    return
+  if (jax.config.jax_platforms or "").startswith("cpu") or env.get("JAX_PLATFORMS") == "cpu":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count())
