@@ -453,6 +453,10 @@ class PreemptionHandler:
                 f"Send it again to exit at once.\n".encode())
 
   def __enter__(self) -> "PreemptionHandler":
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+      raise RuntimeError("PreemptionHandler must be entered in the main thread (Python delivers "
+                         "signals there); enter it around the training loop in main.")
     for s in self.signals:
       if s == signal.SIGTERM and self._use_jax_sync:
         continue

@@ -58,23 +58,13 @@ def check_arch(params: Any, arch: Mapping[str, Any]) -> None:
   if missing:
     raise ValueError(f"backbone arch lacks {missing}; build it with "
                      "path_jax.export.arch_from_config(cfg.model.backbone)")
-  shapes = _unboxed_numpy_shapes(params)
-  c, m, p = int(arch["width"]), int(arch["mlp_dim"]), int(arch["patch_size"])
-  gh, gw = (int(g) for g in arch["pos_grid"])
-  scanned = "blocks/norm1/scale" in shapes
-  depth = (shapes["blocks/norm1/scale"][0] if scanned
-           else len({k.split("/")[0] for k in shapes if k.startswith("block_")}))
-  have = dict(width=shapes.get("pos_embed", (0, 0, 0))[-1], pos_grid=shapes.get("pos_embed")[:2],
-              patch_size=shapes.get("patch_embed/kernel", (0,))[0], depth=depth, scan=scanned,
-              cls_token="cls_token" in shapes,
-              mlp_dim=shapes["blocks/mlp/fc1/kernel" if scanned else "block_0/mlp/fc1/kernel"][-1])
-  want = dict(width=c, pos_grid=(gh, gw), patch_size=p, depth=int(arch["depth"]),
-              scan=bool(arch["scan"]), cls_token=bool(arch["cls_token"]), mlp_dim=m)
-  wrong = {k: (want[k], have[k]) for k in want if tuple(np.atleast_1d(want[k])) !=
-           tuple(np.atleast_1d(have[k]))}
+  have = _arch_from_shapes(params)
+  wrong = {k: (arch[k], have[k]) for k in have
+           if json.dumps(arch[k]) != json.dumps(have[k])}   # tuples and lists compare equal
   if wrong:
     raise ValueError(f"backbone arch does not match the parameters: {{key: (arch, params)}} = "
                      f"{wrong}")
+  c = int(arch["width"])
   if c % int(arch["num_heads"]):
     raise ValueError(f"backbone arch: width {c} is not divisible by num_heads {arch['num_heads']}")
 
@@ -201,11 +191,12 @@ def _arch_from_shapes(params: Any) -> dict[str, Any]:
   s = _unboxed_numpy_shapes(params)
   scanned = "blocks/norm1/scale" in s
   prefix = "blocks/" if scanned else "block_0/"
-  return dict(width=s["pos_embed"][-1], pos_grid=list(s["pos_embed"][:2]),
-              patch_size=s["patch_embed/kernel"][0],
-              depth=(s["blocks/norm1/scale"][0] if scanned
-                     else len({k.split("/")[0] for k in s if k.startswith("block_")})),
-              mlp_dim=s[prefix + "mlp/fc1/kernel"][-1], cls_token="cls_token" in s, scan=scanned)
+  return dict(width=int(s["pos_embed"][-1]), pos_grid=[int(g) for g in s["pos_embed"][:2]],
+              patch_size=int(s["patch_embed/kernel"][0]),
+              depth=int(s["blocks/norm1/scale"][0] if scanned
+                        else len({k.split("/")[0] for k in s if k.startswith("block_")})),
+              mlp_dim=int(s[prefix + "mlp/fc1/kernel"][-1]), cls_token="cls_token" in s,
+              scan=scanned)
 
 
 def _load_export(export_dir: epath.Path, template: Any) -> tuple[Any, dict[str, Any]]:
@@ -223,11 +214,9 @@ def _load_export(export_dir: epath.Path, template: Any) -> tuple[Any, dict[str, 
     raise FileNotFoundError(f"{doc_path} names {ckpt}, which does not exist; the export is "
                             "incomplete, re-run it")
   with ocp.StandardCheckpointer() as ckptr:
-    meta = ckptr.metadata(ckpt).item_metadata
-    # Read to host numpy first: the saved shardings need not exist on this machine.
-    target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), meta.tree if hasattr(
-        meta, "tree") else meta)
-    params = ckptr.restore(ckpt, target)
+    saved = ckptr.metadata(ckpt).item_metadata.tree
+    # Numpy targets read to the host: the saved shardings need not exist on this machine.
+    params = ckptr.restore(ckpt, jax.tree.map(lambda m: np.empty(m.shape, m.dtype), saved))
   params = jax.tree.map(np.asarray, params)
   if template is not None:
     want_scan = "blocks/norm1/scale" in _unboxed_numpy_shapes(template)

@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections as mlc
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -225,6 +227,11 @@ def test_export_and_load_round_trip(setup, tmp_path):
   got, got_arch = export_lib.load_backbone(tmp_path / "out")
   assert got_arch == json.loads(json.dumps(arch))
   jax.tree.map(np.testing.assert_array_equal, got, want)
+  # The JSON is all vit.from_config needs to rebuild the backbone the weights belong to.
+  vit = vit_lib.from_config(mlc.ConfigDict(got_arch))
+  shapes = jax.eval_shape(vit.init, jax.random.key(0, impl="rbg"),
+                          jnp.zeros((1, 32, 32, 3), jnp.uint8))["params"]
+  assert jax.tree.map(lambda x: x.shape, nn.unbox(shapes)) == jax.tree.map(np.shape, got)
   # ... from the JSON's path, into a scanned template.
   scanned = jax.tree.map(np.asarray, vit_lib.loop_to_scan(want))
   got_s, _ = export_lib.load_backbone(paths["json"], jax.eval_shape(lambda: scanned))
