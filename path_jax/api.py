@@ -12,9 +12,10 @@ classification crops, 256x128 ReID crops and 480x480 parsing inputs alike.
 
 Sources :func:`load_backbone` reads:
 
-* our export directory (``path_jax.checkpoint.export_backbone``): ``backbone.json`` (the
-  architecture: ``variant``, ``width``, ``depth``, ``num_heads``, ``mlp_dim``, ``patch_size``,
-  ``pos_grid``, ``cls_token``) next to an orbax ``backbone/`` checkpoint of the parameters;
+* our export directory (``python -m path_jax.main ... --config.mode=export``, written by
+  :func:`path_jax.export.export_backbone`): ``backbone.json`` (the architecture) next to an
+  orbax ``backbone/`` checkpoint of the parameters, read by :func:`path_jax.export.load_backbone`
+  onto the host whatever mesh it was saved from, looped or scanned;
 * a PyTorch state dict in the MAE/timm layout (``.pth``/``.pt`` need torch, ``.safetensors`` and
   ``.npz`` do not), converted by :func:`path_jax.model.convert.import_backbone`; the released
   PATH checkpoints and MAE weights load this way.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any
 
@@ -121,38 +121,12 @@ def _check_tree(params: Any, template: Any, source: str) -> None:
                      + (f"\n  ... {len(problems) - 20} more" if len(problems) > 20 else ""))
 
 
-def read_export_json(path: str) -> dict[str, Any]:
-  """The architecture dict of an export directory, with every key :func:`load_backbone` needs.
+def _is_export(path: str) -> bool:
+  """Whether ``path`` names an export: the directory (or its ``backbone/``), or its JSON.
 
-  A known ``variant`` fills the numeric keys the file does not set; the file's values win (a
-  backbone with overridden sizes keeps its variant name).
+  Any directory counts: path_jax.export explains what a directory without the JSON lacks.
   """
-  file = os.path.join(path, EXPORT_JSON)
-  with open(file) as f:
-    meta = json.load(f)
-  arch = vit.variant(meta["variant"]) if meta.get("variant") in vit.VARIANTS else {}
-  arch.update({k: meta[k] for k in _ARCH_KEYS if meta.get(k) is not None})
-  missing = [k for k in _ARCH_KEYS if k not in arch]
-  if missing:
-    raise KeyError(f"{file} lacks {missing} and names no known 'variant'; re-export the backbone: "
-                   "python -m path_jax.main --config=<config> --config.mode=export "
-                   "--workdir=<training workdir>.")
-  arch["variant"] = meta.get("variant")
-  arch["pos_grid"] = tuple(int(g) for g in meta.get("pos_grid", (14, 14)))
-  arch["cls_token"] = bool(meta.get("cls_token", False))
-  return arch
-
-
-def _restore_orbax(path: str) -> Any:
-  """Restores the orbax checkpoint at ``path`` onto the first local device, whatever the mesh
-  it was saved from (the target is built from the checkpoint's own metadata)."""
-  import orbax.checkpoint as ocp
-  ckptr = ocp.StandardCheckpointer()
-  meta = ckptr.metadata(path).item_metadata.tree
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
-                        meta)
-  return ckptr.restore(path, target)
+  return os.path.isdir(path) or (os.path.basename(path) == EXPORT_JSON and os.path.isfile(path))
 
 
 def _resize_grid(params: dict, pos_grid: tuple[int, int]) -> dict:
@@ -169,12 +143,12 @@ def load_backbone(path: str | os.PathLike, *, variant: str | None = None,
   """Loads a backbone from an export directory or a PyTorch-layout checkpoint file.
 
   Args:
-    path: an export directory (``backbone.json`` + orbax ``backbone/``) or a ``.pth``/``.pt``/
-      ``.safetensors``/``.npz`` state dict in the MAE/timm layout.
+    path: an export directory (``backbone.json`` + orbax ``backbone/``; the JSON's path works
+      too) or a ``.pth``/``.pt``/``.safetensors``/``.npz`` state dict in the MAE/timm layout.
     variant: ViT variant (``"B/16"``, ``"L/16"``, ...; see ``path_jax.model.vit.VARIANTS``).
-      Required for checkpoint files; for an export directory it must match ``backbone.json``.
-    cls_token: whether the backbone has a cls token. None: from ``backbone.json``, or for a
-      file, whether the state dict has a ``cls_token`` entry.
+      Required for checkpoint files; for an export, None or the variant its JSON records.
+    cls_token: whether the backbone has a cls token. None: from ``backbone.json`` (a different
+      value is an error), or for a file, whether the state dict has a ``cls_token`` entry.
     pos_grid: grid of the stored positional embedding. None: ``backbone.json``'s, or (14, 14)
       for a file (a checkpoint's grid is resampled to it); an explicit grid that differs from
       the stored one resamples it with the forward pass's bicubic resize.
@@ -183,47 +157,37 @@ def load_backbone(path: str | os.PathLike, *, variant: str | None = None,
       error; by default they are skipped with a warning. Missing keys are always an error.
   """
   path = os.fspath(path)
-  if os.path.isdir(path):
-    if not os.path.exists(os.path.join(path, EXPORT_JSON)):
-      raise FileNotFoundError(
-          f"{path} is a directory without {EXPORT_JSON}; pass an export directory written by "
-          "path_jax.checkpoint.export_backbone, or a .pth/.safetensors/.npz checkpoint file.")
-    arch = read_export_json(path)
-    if variant is not None and arch["variant"] is not None and variant != arch["variant"]:
-      raise ValueError(f"load_backbone(variant={variant!r}) but {path}/{EXPORT_JSON} says "
-                       f"{arch['variant']!r}; leave variant=None for export directories.")
-    if cls_token is not None and bool(cls_token) != arch["cls_token"]:
-      raise ValueError(f"load_backbone(cls_token={cls_token}) but {path}/{EXPORT_JSON} has "
-                       f"cls_token={arch['cls_token']}; leave cls_token=None for export "
-                       "directories.")
-    params_dir = os.path.join(os.path.abspath(path), EXPORT_PARAMS)
-    if not os.path.isdir(params_dir):
-      raise FileNotFoundError(f"{params_dir} (the orbax checkpoint of the parameters) is missing; "
-                              "the export is incomplete, re-run the export.")
-    # Host copies: the layout fixes below are then NumPy slicing, with nothing to compile.
-    stored = jax.tree.map(np.asarray, _restore_orbax(params_dir))
-    if isinstance(stored, dict) and set(stored) == {"params"}:
-      stored = stored["params"]
+  if _is_export(path):
+    from path_jax import export as export_lib   # imports orbax: only for exports
+    # The export format has one owner (path_jax.export): params come back as host arrays in the
+    # layout they were saved in (looped or scanned), with the recorded architecture.
+    stored, arch = export_lib.load_backbone(path)
+    for key, asked in (("variant", variant), ("cls_token", cls_token)):
+      if asked is not None and asked != arch[key]:
+        raise ValueError(f"load_backbone({key}={asked!r}) but the export {path} has "
+                         f"{key}={arch[key]!r} in its {EXPORT_JSON}; leave {key}=None for "
+                         "exports.")
     if "blocks" in stored:   # exported from a scanned model: our module loops
-      stored = vit.scan_to_loop(stored, int(arch["depth"]))
-    stored_module = _module(arch, arch["pos_grid"], arch["cls_token"], dtype)
-    _check_tree(stored, _template(stored_module), params_dir)
-    grid = arch["pos_grid"] if pos_grid is None else tuple(pos_grid)
+      stored = jax.tree.map(np.asarray, vit.scan_to_loop(stored, int(arch["depth"])))
+    stored_grid = tuple(int(g) for g in arch["pos_grid"])
+    _check_tree(stored, _template(_module(arch, stored_grid, arch["cls_token"], dtype)), path)
+    grid = stored_grid if pos_grid is None else tuple(pos_grid)
     module = _module(arch, grid, arch["cls_token"], dtype)
     params = _resize_grid(dict(stored), grid)
-  elif os.path.isfile(path):
+  else:
     if variant is None:
-      raise ValueError(f"load_backbone({path!r}) needs variant= for a checkpoint file (one of "
-                       f"{list(vit.VARIANTS)}); only export directories record their architecture.")
+      raise ValueError(f"load_backbone({path!r}) needs variant= (one of {list(vit.VARIANTS)}) "
+                       "unless path is an export directory with backbone.json; a state-dict "
+                       "file does not record the head count.")
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"no backbone at {path}: expected an export directory (with "
+                              f"{EXPORT_JSON}) or a .pth/.safetensors/.npz checkpoint file.")
     from path_jax.model import convert
     state_dict = convert.load_state_dict(path)
     has_cls = "cls_token" in state_dict if cls_token is None else bool(cls_token)
     module = _module(vit.variant(variant), (14, 14) if pos_grid is None else tuple(pos_grid),
                      has_cls, dtype)
     params = convert.import_backbone(state_dict, _template(module), strict=strict)
-  else:
-    raise FileNotFoundError(f"no backbone at {path}: expected an export directory (with "
-                            f"{EXPORT_JSON}) or a .pth/.safetensors/.npz checkpoint file.")
   # Host arrays -> uncommitted device arrays: every source gives the same kind of input to the
   # shared jitted forward, so a second load of the same architecture reuses its compilations.
   params = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), params)

@@ -37,7 +37,7 @@ LINE_HEIGHT = FONT_SIZE + 3
 
 
 def as_image(image: Any, what: str = "image") -> np.ndarray:
-  """``[H, W, 3]`` uint8 RGB from uint8 / float (0..255) ``[H, W]``, ``[H, W, 1]`` or ``[H, W, 3]``."""
+  """``[H, W, 3]`` uint8 RGB from uint8 or float (0..255) ``[H, W]``, ``[H, W, 1]`` or RGB."""
   x = np.asarray(image)
   if x.ndim == 3 and x.shape[-1] == 1:
     x = x[:, :, 0]

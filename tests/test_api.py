@@ -9,11 +9,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from path_jax import api
+from path_jax import api, export
 from path_jax.model import convert, vit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,19 +53,11 @@ def _check_features(backbone, images, tokens):
                                with_cls[:, 0], atol=1e-5, rtol=1e-5)
 
 
-def _write_export(out_dir, params, arch):
-  os.makedirs(out_dir)
-  with open(os.path.join(out_dir, "backbone.json"), "w") as f:
-    json.dump(arch, f)
-  ckptr = ocp.StandardCheckpointer()
-  ckptr.save(os.path.join(os.path.abspath(out_dir), "backbone"), params)
-  ckptr.wait_until_finished()
-
-
-def _arch(**over):
-  arch = dict(variant="mu/16", **vit.variant("mu/16"), pos_grid=[14, 14], cls_token=True)
-  arch.update(over)
-  return arch
+def _write_export(out_dir, params, **over):
+  """An export written by the project's exporter (path_jax.export), as the export mode does."""
+  cfg = dict(variant="mu/16", cls_token=True, pos_grid=(14, 14))
+  cfg.update(over)
+  export.export_backbone(out_dir, params, export.arch_from_config(cfg), torch_state_dict=False)
 
 
 def test_load_safetensors(reference, tmp_path):
@@ -78,6 +69,11 @@ def test_load_safetensors(reference, tmp_path):
   for a, b in zip(jax.tree.leaves(backbone.params), jax.tree.leaves(params)):
     np.testing.assert_array_equal(a, b)
   _check_features(backbone, images, tokens)
+  # The stored grid resampled once at load (pos_grid) = resized on every forward pass.
+  native = api.load_backbone(path, variant="mu/16", pos_grid=(16, 8))
+  assert native.params["pos_embed"].shape == (16, 8, 64)
+  np.testing.assert_allclose(native.features(images[(256, 128)]), tokens[((256, 128), False)],
+                             atol=1e-4, rtol=1e-4)
   with pytest.raises(ValueError, match="variant="):
     api.load_backbone(path)
 
@@ -87,29 +83,34 @@ def test_load_export_dir_sharded_and_scanned(reference, tmp_path):
   # Saved from params spread over the 8 test devices: restores onto one device all the same.
   mesh = Mesh(np.array(jax.devices()), ("data",))
   sharded = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
-  _write_export(str(tmp_path / "looped"), sharded, _arch())
+  _write_export(str(tmp_path / "looped"), sharded)
   backbone = api.load_backbone(str(tmp_path / "looped"))
   assert backbone.module.cls_token and backbone.module.pos_grid == (14, 14)
   _check_features(backbone, images, tokens)
   # A scanned model's export (blocks stacked on a layer axis) loads into the same looped module.
   scanned = {k: v for k, v in params.items() if not k.startswith("block_")}
   scanned["blocks"] = jax.tree.map(lambda *xs: np.stack(xs), params["block_0"], params["block_1"])
-  _write_export(str(tmp_path / "scanned"), scanned, _arch())
+  _write_export(str(tmp_path / "scanned"), scanned, scan=True)
   _check_features(api.load_backbone(str(tmp_path / "scanned")), images, tokens)
 
 
 def test_load_errors(reference, tmp_path):
   params, images, _ = reference
-  with pytest.raises(FileNotFoundError, match="backbone.json"):
+  with pytest.raises(ValueError, match="without backbone.json"):
     api.load_backbone(str(tmp_path))
   with pytest.raises(FileNotFoundError, match="no backbone"):
     api.load_backbone(str(tmp_path / "nothing.safetensors"), variant="mu/16")
-  _write_export(str(tmp_path / "deeper"), params, _arch(depth=3))
-  with pytest.raises(ValueError, match="missing .*block_2"):
-    api.load_backbone(str(tmp_path / "deeper"))
-  _write_export(str(tmp_path / "ok"), params, _arch())
+  _write_export(str(tmp_path / "ok"), params)
   with pytest.raises(ValueError, match="variant"):
     api.load_backbone(str(tmp_path / "ok"), variant="Ti/16")
+  assert api.load_backbone(str(tmp_path / "ok" / "backbone.json"), variant="mu/16").module.cls_token
+  # A JSON edited by hand so that it no longer describes the weights.
+  doc_path = tmp_path / "ok" / "backbone.json"
+  doc = json.loads(doc_path.read_text())
+  doc["arch"]["depth"] = 3
+  doc_path.write_text(json.dumps(doc))
+  with pytest.raises(ValueError, match="missing .*block_2"):
+    api.load_backbone(str(tmp_path / "ok"))
   no_cls = {k: v for k, v in params.items() if k not in ("cls_token", "cls_pos_embed")}
   path = str(tmp_path / "no_cls.npz")
   convert.save_state_dict(convert.export_backbone(no_cls), path)
