@@ -74,13 +74,34 @@ def batch_shards(mesh: Mesh) -> int:
   return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
 
 
+def _slurm_local_devices(env) -> dict:
+  """``local_device_ids`` for SLURM with one task per node: every GPU of the node.
+
+  jax's SLURM detection restricts each process to GPU ``SLURM_LOCALID``, which is right for one
+  task per GPU but leaves a one-task-per-node job on GPU 0 alone. ``JAX_LOCAL_DEVICE_IDS`` wins.
+  """
+  if env.get("JAX_LOCAL_DEVICE_IDS"):
+    return {}
+  tasks = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")))
+  nodes = int(env.get("SLURM_STEP_NUM_NODES", env.get("SLURM_NNODES", "1")))
+  if tasks != nodes:
+    return {}
+  gpus = env.get("SLURM_GPUS_ON_NODE", "")
+  if gpus.isdigit():
+    count = int(gpus)
+  else:
+    count = len([d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()])
+  return {"local_device_ids": list(range(count))} if count > 0 else {}
+
+
 def initialize_distributed(mode: str = "auto") -> None:
   """Starts multi-process JAX when the environment asks for it; a no-op for one process.
 
   ``mode``: ``'auto'`` (default) initialises when one of these is present, ``'off'`` never:
   * ``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` + ``JAX_PROCESS_ID`` (explicit, any
     cluster; ``launch/local_multiprocess.sh`` and ``launch/gpu_multihost.sh`` set them);
-  * SLURM with more than one task (``SLURM_NTASKS`` > 1; jax reads the SLURM variables);
+  * SLURM with more than one task (``SLURM_NTASKS`` > 1; jax reads the SLURM variables; one task
+    per node uses all the node's GPUs, one task per GPU its ``SLURM_LOCALID``-th);
   * a multi-host Cloud TPU slice (``TPU_WORKER_HOSTNAMES`` with several hosts, or
     ``MEGASCALE_COORDINATOR_ADDRESS`` for multi-slice); jax auto-detects the rest.
   On CPU, collectives go through gloo.
@@ -94,13 +115,16 @@ def initialize_distributed(mode: str = "auto") -> None:
       if key not in env:
         raise RuntimeError(f"JAX_COORDINATOR_ADDRESS is set but {key} is not; set both "
                            "JAX_NUM_PROCESSES and JAX_PROCESS_ID for every process")
+    # The explicit variables are the whole truth: without 'deactivate', jax would still consult
+    # a SLURM/MPI environment it finds and restrict this process to one GPU (SLURM_LOCALID).
     kwargs = dict(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
                   num_processes=int(env["JAX_NUM_PROCESSES"]),
-                  process_id=int(env["JAX_PROCESS_ID"]))
+                  process_id=int(env["JAX_PROCESS_ID"]),
+                  cluster_detection_method="deactivate")
     if env.get("JAX_LOCAL_DEVICE_IDS"):
       kwargs["local_device_ids"] = [int(i) for i in env["JAX_LOCAL_DEVICE_IDS"].split(",")]
   elif int(env.get("SLURM_NTASKS", "1")) > 1:
-    pass
+    kwargs = _slurm_local_devices(env)
   elif len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1 or env.get(
       "MEGASCALE_COORDINATOR_ADDRESS"):
     pass
