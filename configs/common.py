@@ -96,7 +96,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.backbone = ml_collections.ConfigDict(dict(
       variant="B/16", cls_token=True, drop_path_rate=0.1, dtype="float32", remat=False,
-      scan=False, pos_grid=(14, 14), attention_impl=config_dict.placeholder(str)))
+      scan=False, pos_grid=(14, 14), attention_impl=config_dict.placeholder(str),
+      # Overrides of the variant's sizes (None = the variant's).
+      width=config_dict.placeholder(int), depth=config_dict.placeholder(int),
+      num_heads=config_dict.placeholder(int), mlp_dim=config_dict.placeholder(int),
+      patch_size=config_dict.placeholder(int)))
   c.model.projector = ml_collections.ConfigDict(dict(
       enabled=True, kind="paper", share="task", dim=0, reduction=8, num_heads=2, mlp_ratio=4,
       se_reduction=16, temperature=config_dict.placeholder(float), layers="blocks"))

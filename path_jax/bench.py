@@ -2,6 +2,10 @@
 
   model   backbone forward and forward+backward images/s, analytic FLOPs per image, MFU
   matmul  the measured matrix-multiply peak of this machine (the MFU reference on CPU)
+  step    the multi-dataset train step of a config on synthetic batches: step time, images/s,
+          model FLOPs per step, MFU, compile time, memory
+  detection  detection loss with Hungarian matching (900 queries x 100 boxes)
+  data    training-transform images/s per CPU core for every task
 
 Other benchmarks register themselves in ``BENCHES`` (step, detection, data) from their owners.
 Timings exclude compilation (reported separately) and block on the results.
@@ -112,6 +116,131 @@ def bench_model(args) -> dict:
   return res
 
 
+def load_config(spec: str, overrides: list[str] = ()):
+  """``configs/x.py[:arg]`` -> the config of its ``get_config(arg)``, with ``key=value``
+  overrides (values parsed as Python literals when they parse)."""
+  import ast
+  import importlib.util
+  import os
+  path, _, arg = spec.partition(":")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  module_spec = importlib.util.spec_from_file_location("bench_config", path)
+  if module_spec is None or not os.path.exists(path):
+    raise FileNotFoundError(f"config file {path} not found")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  cfg = module.get_config(arg) if arg else module.get_config()
+  for item in overrides:
+    key, _, value = item.partition("=")
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    node = cfg
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return cfg
+
+
+def bench_step(args) -> dict:
+  """The multi-dataset train step of a config on synthetic batches (no data needed)."""
+  import functools
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from path_jax import optim, step as step_lib, tasks
+  from path_jax.model import path as path_lib
+  from path_jax.parallel import mesh as mesh_lib, rules as rules_lib
+  from path_jax.state import create_train_state
+  from path_jax.train import flops_per_step
+
+  cfg = load_config(args.config, args.set)
+  mesh = mesh_lib.from_config(cfg.mesh)
+  shards = mesh_lib.batch_shards(mesh)
+  for name in list(cfg.datasets):
+    if args.only and name not in args.only.split(","):
+      del cfg.datasets[name]
+      continue
+    d = cfg.datasets[name]
+    b = max(shards, int(round(d.batch_size / args.batch_divisor / shards)) * shards)
+    d.batch_size = b
+    for key, default in (("num_classes", 1000), ("num_attributes", 32), ("num_joints", 17)):
+      if key in d and d[key] is None:
+        d[key] = default
+    if "positive_ratios" in d and d.positive_ratios is None:
+      d.positive_ratios = tuple([0.3] * d.num_attributes)
+  if args.dtype:
+    cfg.model.backbone.dtype = args.dtype
+  if args.remat:
+    cfg.model.backbone.remat = True
+  model = path_lib.from_config(cfg)
+  rules = rules_lib.rules_from_config(cfg.mesh)
+  shapes = {n: tuple(cfg.datasets[n].image_size) for n in cfg.datasets}
+  state, info = create_train_state(model, functools.partial(optim.make_optimizer, cfg.optimizer),
+                                   shapes, mesh, rules, fsdp_min_size=cfg.mesh.fsdp_min_size)
+  fn = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
+                                rules=rules, accum_steps=cfg.train.accum_steps)
+  rng = np.random.default_rng(0)
+  host = {n: tasks.get(cfg.datasets[n].task).example_batch(cfg.datasets[n],
+                                                          cfg.datasets[n].batch_size, rng)
+          for n in cfg.datasets}
+  batch = jax.device_put(host, rules_lib.batch_sharding(mesh))
+  weights = jnp.ones((len(cfg.datasets),), jnp.float32)
+  key = jax.random.key(0)
+  t0 = time.perf_counter()
+  with jax.set_mesh(mesh):
+    compiled = fn.jitted.lower(state, batch, weights, key).compile()
+  compile_s = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  state, m = fn(state, batch, weights, key)     # warm-up
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(args.iters):
+    t = time.perf_counter()
+    state, m = fn(state, batch, weights, key)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t)
+  times.sort()
+  t_step = times[len(times) // 2]
+  images = sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets)
+  flops = flops_per_step(cfg, model)
+  peak, peak_src = device_peak(cfg.model.backbone.dtype)
+  ndev = jax.device_count()
+  dev = jax.devices()[0]
+  peak_mem = None
+  if dev.platform != "cpu" and hasattr(dev, "memory_stats"):
+    peak_mem = (dev.memory_stats() or {}).get("peak_bytes_in_use")
+  return {
+      "bench": "step", "config": args.config, "device": dev.device_kind, "devices": ndev,
+      "mesh": dict(mesh.shape), "dtype": cfg.model.backbone.dtype,
+      "batch_per_dataset": {n: int(cfg.datasets[n].batch_size) for n in cfg.datasets},
+      "step_ms": t_step * 1e3, "images_per_s": images / t_step,
+      "model_tflops_per_step": flops / 1e12,
+      "mfu": flops / t_step / (peak * ndev), "peak_flops_per_device": peak,
+      "peak_source": peak_src, "compile_s": compile_s,
+      "memory_analysis_bytes": None if mem is None else {
+          "temp": getattr(mem, "temp_size_in_bytes", None),
+          "arguments": getattr(mem, "argument_size_in_bytes", None),
+          "output": getattr(mem, "output_size_in_bytes", None)},
+      "peak_bytes_in_use": peak_mem, "loss": float(m["loss"]),
+  }
+
+
+def _step_parser(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--config", required=True, help="configs/x.py[:arg]")
+  p.add_argument("--set", action="append", default=[], help="override key=value (repeatable)")
+  p.add_argument("--batch_divisor", type=float, default=1.0,
+                 help="divide every dataset's batch size (kept a multiple of the batch shards)")
+  p.add_argument("--only", default="", help="comma-separated dataset names to keep")
+  p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"])
+  p.add_argument("--remat", action="store_true")
+  p.add_argument("--iters", type=int, default=5)
+
+
 def bench_matmul(args) -> dict:
   import jax
   peak = measure_matmul_peak(args.n, args.dtype)
@@ -140,6 +269,8 @@ def _matmul_parser(p: argparse.ArgumentParser) -> None:
 BENCHES: dict[str, tuple[Callable | str, Callable | None, str]] = {
     "model": (bench_model, _model_parser, "backbone forward / forward+backward throughput"),
     "matmul": (bench_matmul, _matmul_parser, "measured matmul peak of this machine"),
+    "step": (bench_step, _step_parser, "the multi-dataset train step of a config"),
+    "data": ("path_jax.input.bench", None, "training-transform images/s per CPU core"),
     "detection": ("path_jax.tasks.detection.bench", None,
                   "detection loss with Hungarian matching"),
 }

@@ -35,11 +35,9 @@ def dataset_dir(name: str, data_dir: str) -> str:
   return os.path.dirname(found[-1])
 
 
-def open_source(name: str, split: str, data_dir: str, *, decode_images: bool = True) -> Any:
-  """``tfds.data_source(name, split=split, data_dir=data_dir)`` with errors that say what to do.
-
-  ``decode_images=False`` leaves 'image' as encoded bytes (fast reads of the label fields).
-  """
+def check_prepared(name: str, split: str, data_dir: str) -> str:
+  """Checks that ``split`` of ``name`` is prepared in ``data_dir`` (without importing TFDS);
+  returns the dataset folder. Errors name the missing path and the preparation command."""
   import json
   info_dir = dataset_dir(name, data_dir)
   with open(os.path.join(info_dir, "dataset_info.json")) as f:
@@ -47,6 +45,15 @@ def open_source(name: str, split: str, data_dir: str, *, decode_images: bool = T
   if split not in splits:
     raise ValueError(f"dataset {name!r} in {info_dir} has no split {split!r}; its splits are "
                      f"{splits}. Fix the dataset config's split.")
+  return info_dir
+
+
+def open_source(name: str, split: str, data_dir: str, *, decode_images: bool = True) -> Any:
+  """``tfds.data_source(name, split=split, data_dir=data_dir)`` with errors that say what to do.
+
+  ``decode_images=False`` leaves 'image' as encoded bytes (fast reads of the label fields).
+  """
+  check_prepared(name, split, data_dir)
   import tensorflow_datasets as tfds  # only when a TFDS source is actually opened
   decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
   return tfds.data_source(name, split=split, data_dir=os.path.expanduser(data_dir),

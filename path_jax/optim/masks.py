@@ -31,6 +31,9 @@ DEFAULT_WEIGHT_DECAY_RULES: tuple[tuple[str, bool], ...] = (
     (r".*cls_token.*", False),
     (r".*gate_alpha.*", False),         # projector gate scalars
     (r"(.*/)?embedding", False),        # nn.Embed tables (authors exclude nn.Embedding)
+    # Detection decoder tables that are nn.Embedding in the reference (REFERENCE.md §3.5):
+    # anchor points, content queries, level embedding.
+    (r"(.*/)?(anchors|query_feat|level_embed)", False),
     (r"(.*/)?kernel", True),            # Dense / Conv / ConvTranspose
 )
 

@@ -64,6 +64,12 @@ class Task(abc.ABC):
            cfg: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Scalar loss (mean over the global batch) and a flat dict of scalar metrics."""
 
+  def example_batch(self, cfg: Mapping[str, Any], batch_size: int, rng) -> dict[str, Any]:
+    """A well-formed random training sub-batch (numpy) of this task for ``cfg``: the fields the
+    loss reads, with their static shapes. Used by benchmarks and shape checks (no data needed)."""
+    raise TypeError(f"task {self.name!r} has no example_batch; add one to run the step "
+                    "benchmark on it")
+
   @abc.abstractmethod
   def decode(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
              cfg: Mapping[str, Any]) -> dict[str, jax.Array]:

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from path_jax.tasks.attributes import decode as decode_lib
 from path_jax.tasks.attributes import loss as loss_lib
@@ -30,6 +31,12 @@ class AttributeTask(Task):
     ratios = _ratios(cfg, logits.shape[-1])
     loss = loss_lib.weighted_bce(logits, labels, ratios)
     return loss, {"bce": loss, "accuracy": loss_lib.label_accuracy(logits, labels)}
+
+  def example_batch(self, cfg, batch_size, rng):
+    h, w = cfg["image_size"]
+    a = int(cfg["num_attributes"])
+    return {"image": rng.integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8),
+            "labels": rng.integers(-1, 2, (batch_size, a)).astype(np.int32)}
 
   def decode(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
              cfg: Mapping[str, Any]) -> dict[str, jax.Array]:

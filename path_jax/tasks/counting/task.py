@@ -6,6 +6,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from path_jax.tasks.base import Task
 from path_jax.tasks.counting import decode as decode_lib
@@ -37,6 +38,13 @@ class CountingTask(Task):
     err = loss_lib.predicted_count(pred, scale) - batch["count"].astype(jnp.float32)
     return loss, {"pixel_mse": loss, "count_mae": jnp.mean(jnp.abs(err)),
                   "count_mse": jnp.mean(err * err)}
+
+  def example_batch(self, cfg, batch_size, rng):
+    h, w = cfg["image_size"]
+    s = int(require(cfg, "output_stride"))
+    density = rng.random((batch_size, -(-h // s), -(-w // s))).astype(np.float32) * 1e-2
+    return {"image": rng.integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8),
+            "density": density, "count": density.sum((1, 2)).astype(np.float32)}
 
   def decode(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
              cfg: Mapping[str, Any]) -> dict[str, jax.Array]:

@@ -33,6 +33,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import ml_collections
 
 from path_jax.tasks import base
@@ -92,6 +93,18 @@ class DetectionTask(base.Task):
 
   def loss(self, outputs, batch, cfg):
     return detection_loss(outputs, batch, cfg)
+
+  def example_batch(self, cfg, batch_size, rng):
+    h, w = cfg["image_size"]
+    g, i = int(cfg["max_boxes"]), int(cfg["max_ignore"])
+    def boxes(n):
+      c = rng.uniform(0.2, 0.8, (batch_size, n, 2))
+      s = rng.uniform(0.05, 0.3, (batch_size, n, 2))
+      return np.concatenate([c, s], -1).astype(np.float32)
+    return {"image": rng.integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8),
+            "boxes": boxes(g), "box_mask": rng.random((batch_size, g)) < 0.5,
+            "ignore_boxes": boxes(i), "ignore_mask": rng.random((batch_size, i)) < 0.2,
+            "image_hw": np.tile(np.asarray([h, w], np.float32), (batch_size, 1))}
 
   def decode(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
              cfg: Mapping[str, Any]) -> dict[str, jax.Array]:

@@ -69,10 +69,14 @@ def run(args=None) -> dict:
   return result
 
 
-def main(argv=None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_args(parser: argparse.ArgumentParser) -> None:
   for k, v in DEFAULTS.items():
     parser.add_argument(f"--{k}", type=int, default=v)
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  add_args(parser)
   return run(parser.parse_args(argv))
 
 

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import ml_collections
 
 from path_jax.tasks.base import Task, register
@@ -71,6 +72,12 @@ class ParsingTask(Task):
     metrics = {"loss": loss, "pixel_acc": pixel_accuracy(logits, labels, ignore),
                "valid_pixels": num_valid.astype(jnp.float32)}
     return loss, metrics
+
+  def example_batch(self, cfg, batch_size, rng):
+    h, w = cfg["image_size"]
+    label = rng.integers(0, int(cfg["num_classes"]), (batch_size, h, w)).astype(np.uint8)
+    return {"image": rng.integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8),
+            "label": label}
 
   def decode(self, outputs, batch, cfg) -> dict[str, jax.Array]:
     del batch

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import ml_collections
 
 from path_jax.tasks.base import Task, register
@@ -71,6 +72,13 @@ class PoseTask(Task):
     loss = joints_mse(heatmaps, target, weight)
     pck = pck_accuracy(heatmaps, target, weight, float(cfg["pck_threshold"]))
     return loss, {"loss": loss, "pck": pck}
+
+  def example_batch(self, cfg, batch_size, rng):
+    h, w = cfg["image_size"]
+    k = int(cfg["num_joints"])
+    return {"image": rng.integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8),
+            "target": rng.random((batch_size, h // 4, w // 4, k)).astype(np.float32),
+            "target_weight": (rng.random((batch_size, k)) > 0.2).astype(np.float32)}
 
   def decode(self, outputs, batch, cfg) -> dict[str, jax.Array]:
     flipped = outputs.get("heatmaps_flipped") if cfg["flip_test"] else None

@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
+import numpy as np
 
 from path_jax.tasks.base import Task
 from path_jax.tasks.reid import decode as decode_lib
@@ -39,6 +40,13 @@ class ReIDTask(Task):
     metrics = {"ce": ce, "triplet": triplet,
                "accuracy": loss_lib.accuracy(outputs["logits"], labels)}
     return total, metrics
+
+  def example_batch(self, cfg, batch_size, rng):
+    h, w = cfg["image_size"]
+    k = int(cfg.get("images_per_identity", 4) or 4)
+    ids = rng.choice(int(require(cfg, "num_classes")), size=-(-batch_size // k))
+    return {"image": rng.integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8),
+            "label": np.repeat(ids, k)[:batch_size].astype(np.int32)}
 
   def decode(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
              cfg: Mapping[str, Any]) -> dict[str, jax.Array]:

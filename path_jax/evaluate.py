@@ -1,0 +1,112 @@
+"""Evaluation driver: one dataset's eval split(s) through the model, its task's decode and evaluator.
+
+Every example is seen exactly once across hosts (path_jax.input.eval pads the last batch and
+masks it). Predictions and batches are gathered to every host and the evaluator runs on the full
+set, so every host computes the same numbers (host 0 writes them).
+
+Eval splits: ``cfg.eval_split`` names one split, or several joined by ``+``; for ReID the
+convention is ``'query+gallery'`` and each batch is tagged ``is_query`` by its split.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from path_jax import tasks as tasks_lib
+from path_jax.input import eval as eval_input
+from path_jax.input import global_batch, sources
+
+# The head output that a flip test averages, per task (decode reads '<key>_flipped').
+FLIP_OUTPUTS = {"pose": "heatmaps", "parsing": "logits"}
+
+
+def make_evaluator(task: str, cfg: Mapping[str, Any]):
+  """The task's evaluator for a dataset config (``eval_metric`` chooses pose's metric)."""
+  module = importlib.import_module(f"path_jax.tasks.{task}.evaluator")
+  if task == "pose":
+    return module.Evaluator(str(cfg.get("eval_metric", None) or "epe"))
+  if task == "detection":
+    return module.Evaluator(cfg, protocol=str(cfg.get("eval_protocol", None) or "crowdhuman"))
+  return module.Evaluator(cfg)
+
+
+def make_predict_fn(model, name: str, task: str, cfg, rules=()):
+  """Jitted ``(params, batch_stats, batch) -> decoded predictions`` for one dataset."""
+  task_obj = tasks_lib.get(task)
+  flip_key = FLIP_OUTPUTS.get(task) if cfg.get("flip_test", False) else None
+
+  def predict(params, batch_stats, batch):
+    variables = {"params": params}
+    if batch_stats:
+      variables["batch_stats"] = batch_stats
+    with nn.logical_axis_rules(tuple(rules)):
+      out = model.apply(variables, {name: batch["image"]}, train=False)[name]
+      if flip_key is not None:
+        flipped = model.apply(variables, {name: batch["image"][:, :, ::-1]}, train=False)[name]
+        out = dict(out)
+        out[f"{flip_key}_flipped"] = flipped[flip_key]
+    return task_obj.decode(out, batch, cfg)
+
+  return jax.jit(predict)
+
+
+def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_dir: str,
+                     split: str = "", batch_size: int = 0, rules=(), num_workers: int = 0,
+                     keep_examples: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+  """Evaluates dataset ``name`` on its eval split(s).
+
+  Returns ``(metrics, samples)``: the evaluator's result and, when ``keep_examples`` > 0, the
+  first examples' batch fields and predictions (numpy) for pictures.
+  """
+  task = str(cfg.task)
+  split = split or str(cfg.get("eval_split", "") or "")
+  if not split:
+    raise ValueError(f"dataset {name!r} has no eval_split; set config.datasets.{name}.eval_split "
+                     "(e.g. 'val', 'test', or 'query+gallery' for ReID)")
+  per_host = (batch_size or int(cfg.batch_size)) // jax.process_count()
+  shards = global_batch.batch_shards(mesh)
+  local_shards = max(1, shards // jax.process_count())
+  per_host = max(local_shards, per_host - per_host % local_shards)
+  predict = make_predict_fn(model, name, task, cfg, rules)
+  evaluator = make_evaluator(task, cfg)
+  samples: dict[str, list] = {"batch": [], "predictions": []}
+  kept = 0
+  t0 = time.perf_counter()
+  n = 0
+  for part in split.split("+"):
+    name_ = str(cfg.get("eval_tfds_name", "") or cfg.tfds_name)
+    source = sources.open_source(name_, part, data_dir)
+    it = eval_input.eval_iterator_for(task, cfg, source, per_host, num_workers=num_workers)
+    for batch in it:
+      if task == "reid":
+        batch["is_query"] = np.full(batch["mask"].shape, part == "query")
+      batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and v.dtype != object}
+      gb = global_batch.to_global(batch, mesh)
+      with jax.set_mesh(mesh):
+        preds = predict(params, batch_stats, gb)
+      preds = multihost_utils.process_allgather(preds, tiled=True)
+      full = multihost_utils.process_allgather(gb, tiled=True)
+      preds = jax.tree.map(np.asarray, preds)
+      full = jax.tree.map(np.asarray, full)
+      evaluator.update(preds, full)
+      n += int(np.sum(full["mask"]))
+      if kept < keep_examples:
+        samples["batch"].append(full)
+        samples["predictions"].append(preds)
+        kept += int(np.sum(full["mask"]))
+  result = {k: float(v) for k, v in evaluator.result().items() if np.ndim(v) == 0}
+  logging.info("evaluated %s on %s: %d examples in %.1fs: %s", name, split, n,
+               time.perf_counter() - t0, {k: round(v, 4) for k, v in result.items()})
+  result["num_examples"] = float(n)
+  if samples["batch"]:
+    samples = {k: jax.tree.map(lambda *xs: np.concatenate(xs), *v) for k, v in samples.items()}
+  else:
+    samples = {}
+  return result, samples
