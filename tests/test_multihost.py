@@ -173,6 +173,14 @@ def test_compare_reports_differences():
   errors = multihost_check.compare(base, off)
   assert len(errors) == 2
   assert "loss/a" in errors[0] and "first[1]" in errors[1]
+  # A cancelling sum (0.01 of magnitudes 3.0) is judged against the magnitudes: a difference of
+  # 2e-5 (7e-6 of 3.0, though 2e-3 of the sum) passes, 1e-4 fails.
+  a, b = json.loads(json.dumps(base)), json.loads(json.dumps(base))
+  a["digest"]["w"]["sum"] = 0.01
+  b["digest"]["w"]["sum"] = 0.01 + 2e-5
+  assert multihost_check.compare(a, b, atol=0.0) == []
+  b["digest"]["w"]["sum"] = 0.01 + 1e-4
+  assert len(multihost_check.compare(a, b, atol=0.0)) == 1
 
 
 def _train_check(tmp_path, name, mesh, optimizer, processes=None):
