@@ -467,3 +467,16 @@ def test_pth_roundtrip(tmp_path):
   convert.save_state_dict(convert.export_backbone(params), f)
   back = convert.import_backbone(convert.load_state_dict(f), params)
   np.testing.assert_array_equal(back["cls_pos_embed"], np.asarray(params["cls_pos_embed"]))
+
+
+def test_vit_b16_flops_match_the_paper_count():
+  """ViT-B/16 at 224x224 is 35.2 GFLOPs forward in the usual count (17.6 GMACs), +-2%."""
+  from path_jax.model import flops
+  kw = vit.variant("B/16")
+  for cls in (False, True):
+    f = flops.vit_forward_flops(kw["width"], kw["depth"], kw["mlp_dim"], kw["patch_size"], 224,
+                                224, cls_token=cls)
+    assert abs(f / 35.2e9 - 1) < 0.02
+  # The count follows the token count: 256x128 has 128 tokens instead of 196.
+  small = flops.vit_forward_flops(768, 12, 3072, 16, 256, 128)
+  assert 0.6 < small / f < 0.7

@@ -1,4 +1,6 @@
 """The sharded multi-dataset train step: mesh equivalence, recompilation, skips, accumulation."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -68,48 +70,63 @@ def test_sharded_step_equals_single_device(reference, shape):
     fc1 = state.params["backbone"]["block_1"]["mlp"]["fc1"]["kernel"]
     assert tuple(fc1.sharding.spec)[0] == "fsdp"
     assert fc1.addressable_shards[0].data.shape == (16, 128)
-
-
-def test_changing_loss_weights_does_not_recompile():
-  cfg = S.config()
-  mesh = mesh_lib.make_mesh((8, 1, 1))
-  model = S.model(cfg)
-  state, info = create_train_state(model, S.make_tx(cfg), S.image_shapes(cfg), mesh)
-  fn = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
-                                rules=info.rules)
-  b = jax.device_put(S.batch(cfg), rules_lib.batch_sharding(mesh))
-  for i in range(3):
-    w = jnp.asarray(np.random.default_rng(i).random(5).astype(np.float32))
-    state, m = fn(state, b, w, S.rng())
+  if shape == (8, 1, 1):
+    # Changing the loss weights between steps does not recompile.
+    model = S.model(cfg)
+    fn = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
+                                  rules=info.rules)
+    b = jax.device_put(S.batch(cfg), rules_lib.batch_sharding(mesh))
     i_attr = step_lib.dataset_names(model).index("attr_a")
-    np.testing.assert_allclose(m["loss_weight/attr_a"], np.asarray(w)[i_attr])
-  assert fn.jitted._cache_size() == 1
+    for i in range(3):
+      w = jnp.asarray(np.random.default_rng(i).random(5).astype(np.float32))
+      state, m = fn(state, b, w, S.rng())
+      np.testing.assert_allclose(m["loss_weight/attr_a"], np.asarray(w)[i_attr])
+    assert fn.jitted._cache_size() == 1
 
 
-def test_loss_weights_scale_the_total():
+def _small():
+  """Three LayerNorm-only datasets (pose x2, parsing): cheap to compile, no batch coupling."""
   cfg = S.config()
-  mesh = mesh_lib.make_mesh((8, 1, 1))
+  for name in ("reid_a", "attr_a"):
+    del cfg.datasets[name]
+  return cfg
+
+
+@pytest.fixture(scope="module")
+def small_setup():
+  cfg = _small()
+  mesh = mesh_lib.make_mesh((4, 1, 1), devices=jax.devices()[:4])
   model = S.model(cfg)
   state, info = create_train_state(model, S.make_tx(cfg), S.image_shapes(cfg), mesh)
-  b = S.batch(cfg)
+  jitted = {}
+
+  def step(state, batch, w, accum_steps=1):
+    if accum_steps not in jitted:
+      jitted[accum_steps] = jax.jit(functools.partial(
+          step_lib.train_step, model=model, tx=info.tx, rules=info.rules,
+          accum_steps=accum_steps, batch_shards=4))
+    with jax.set_mesh(mesh):
+      return jitted[accum_steps](state, batch, w, S.rng())
+
+  return cfg, model, state, step
+
+
+def test_loss_weights_scale_the_total(small_setup):
+  cfg, model, state, step = small_setup
   w = jnp.asarray(step_lib.loss_weight_vector(
-      {n: 2.0 if n == "attr_a" else 0.0 for n in cfg.datasets}, model))
-  _, m = step_lib.train_step(state, b, w, S.rng(), model=model, tx=info.tx, rules=info.rules)
-  np.testing.assert_allclose(m["loss"], 2.0 * m["loss/attr_a"], rtol=1e-6)
+      {n: 2.0 if n == "pose_b" else 0.0 for n in cfg.datasets}, model))
+  _, m = step(state, S.batch(cfg), w)
+  np.testing.assert_allclose(m["loss"], 2.0 * m["loss/pose_b"], rtol=1e-6)
 
 
-def test_non_finite_step_is_skipped_and_counted():
-  cfg = S.config()
-  mesh = mesh_lib.make_mesh((8, 1, 1))
-  model = S.model(cfg)
-  state, info = create_train_state(model, S.make_tx(cfg), S.image_shapes(cfg), mesh)
-  w = jnp.asarray(S.weights(cfg, model))
+def test_non_finite_step_is_skipped_and_counted(small_setup):
+  cfg, model, state, step = small_setup
+  w = jnp.ones((3,), jnp.float32)
   b = S.batch(cfg)
   b["pose_a"]["target"][0, 0, 0, 0] = np.nan
   before = jax.device_get(state)
   for i in range(2):
-    state, m = step_lib.train_step(state, b, w, S.rng(), model=model, tx=info.tx,
-                                   rules=info.rules)
+    state, m = step(state, b, w)
   assert float(m["finite"]) == 0.0 and int(m["skipped"]) == 2
   assert int(m["consecutive_skipped"]) == 2 and int(state.step) == 2
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), before.params)
@@ -118,26 +135,18 @@ def test_non_finite_step_is_skipped_and_counted():
     step_lib.check_skips(m, max_consecutive=2, step=2)
   step_lib.check_skips(m, max_consecutive=3, step=2)
   # A finite step afterwards updates and resets the run of skips.
-  state, m = step_lib.train_step(state, S.batch(cfg), w, S.rng(), model=model, tx=info.tx,
-                                 rules=info.rules)
+  state, m = step(state, S.batch(cfg), w)
   assert float(m["finite"]) == 1.0 and int(m["consecutive_skipped"]) == 0
   assert int(m["skipped"]) == 2
 
 
-def test_gradient_accumulation_matches_full_batch():
+def test_gradient_accumulation_matches_full_batch(small_setup):
   """Without batch-coupled terms (pose and parsing only), k micro-batches == one batch."""
-  cfg = S.config()
-  for name in ("reid_a", "attr_a"):
-    del cfg.datasets[name]
-  mesh = mesh_lib.make_mesh((4, 1, 1), devices=jax.devices()[:4])
-  model = S.model(cfg)
-  state, info = create_train_state(model, S.make_tx(cfg), S.image_shapes(cfg), mesh)
-  w = jnp.asarray(np.ones(3, np.float32))
+  cfg, model, state, step = small_setup
+  w = jnp.ones((3,), jnp.float32)
   b = S.batch(cfg)
-  full = jax.device_get(step_lib.train_step(state, b, w, S.rng(), model=model, tx=info.tx,
-                                            rules=info.rules))
-  acc = jax.device_get(step_lib.train_step(state, b, w, S.rng(), model=model, tx=info.tx,
-                                           rules=info.rules, accum_steps=2, batch_shards=4))
+  full = jax.device_get(step(state, b, w))
+  acc = jax.device_get(step(state, b, w, accum_steps=2))
   np.testing.assert_allclose(acc[1]["loss"], full[1]["loss"], rtol=1e-5)
   np.testing.assert_allclose(acc[1]["grad_norm"], full[1]["grad_norm"], rtol=1e-4)
   jax.tree.map(lambda a, f: np.testing.assert_allclose(a, f, rtol=1e-4, atol=1e-6),

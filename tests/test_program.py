@@ -1,0 +1,187 @@
+"""The training program: config overrides, data checks, resume, preemption, export, finetune."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(args, env=None, timeout=900):
+  e = dict(os.environ)
+  e.update({"JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"})
+  e.update(env or {})
+  return subprocess.run([sys.executable, "-m", "path_jax.main", *args], cwd=ROOT, env=e,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_mistyped_override_names_the_nearest_key(tmp_path):
+  r = _main(["--config=configs/demo.py", f"--workdir={tmp_path}",
+             "--config.optimizer.peak_lrr=1e-3"], timeout=300)
+  assert r.returncode != 0
+  assert "peak_lr" in r.stderr and "peak_lrr" in r.stderr
+
+
+def test_missing_data_names_the_path_and_the_command(tmp_path):
+  r = _main(["--config=configs/demo.py", f"--workdir={tmp_path / 'w'}",
+             f"--config.data_dir={tmp_path / 'nothing'}", "--config.train.num_steps=1"],
+            timeout=300)
+  assert r.returncode != 0
+  assert "data/build.py" in r.stderr and str(tmp_path / "nothing") in r.stderr
+  assert "mini_market" in r.stderr          # the dataset whose data is missing
+  assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_config_override_reaches_the_config():
+  from absl import flags
+  from ml_collections import config_flags
+  fv = flags.FlagValues()
+  argv = ["prog", "--config=configs/demo.py", "--config.train.num_steps=7",
+          "--config.datasets.mini_coco.batch_size=8"]
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
+                                  sys_argv=argv)
+  cwd = os.getcwd()
+  os.chdir(ROOT)
+  try:
+    fv(argv)
+  finally:
+    os.chdir(cwd)
+  cfg = fv.config
+  assert cfg.train.num_steps == 7 and cfg.datasets.mini_coco.batch_size == 8
+  with pytest.raises(AttributeError):
+    cfg.train.num_stepz = 3      # locked
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs on real (tiny) humanbench_mini data.
+
+
+@pytest.fixture(scope="module")
+def mini_data(tmp_path_factory):
+  d = tmp_path_factory.mktemp("mini") / "tfds"
+  from data.humanbench_mini import build_all
+  build_all.build_all(str(d), size="tiny")
+  return str(d)
+
+
+def _tiny_config(data_dir, steps=4, **kw):
+  """Two pretraining sets sharing one input shape: cheap to compile."""
+  sys.path.insert(0, ROOT)
+  from configs import demo
+  cfg = demo.get_config("pretrain")
+  for name in ("mini_market", "mini_lip", "mini_crowdhuman"):
+    del cfg.datasets[name]
+  cfg.data_dir = data_dir
+  cfg.datasets.mini_coco.batch_size = 8
+  cfg.datasets.mini_pa100k.batch_size = 8
+  cfg.datasets.mini_pa100k.image_size = (128, 96)
+  cfg.model.backbone.update(width=32, depth=2, num_heads=2, mlp_dim=64)
+  cfg.train.num_steps = steps
+  cfg.train.log_every = 2
+  cfg.train.checkpoint_every = 2
+  cfg.optimizer.schedule.total_steps = steps
+  cfg.optimizer.schedule.warmup_steps = 1
+  for k, v in kw.items():
+    node = cfg
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return cfg
+
+
+def _restore_params(workdir, cfg):
+  from path_jax import checkpoint as ckpt_lib
+  from path_jax import train
+  from path_jax.state import abstract_train_state
+  s = train.setup(cfg)
+  abstract, _ = abstract_train_state(s.model, s.make_tx, s.image_shapes, s.mesh, s.rules)
+  with ckpt_lib.Checkpointer(workdir, save_every=1, keep=10) as c:
+    state, meta = c.restore(abstract)
+  return jax.device_get(state), meta
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(mini_data, tmp_path):
+  """Interrupt at step 2 and resume to 4 == 4 steps uninterrupted: same params, same batches."""
+  from path_jax import train
+  full = str(tmp_path / "full")
+  train.run(_tiny_config(mini_data, steps=4), full)
+  part = str(tmp_path / "part")
+  train.run(_tiny_config(mini_data, steps=2), part)
+  train.run(_tiny_config(mini_data, steps=4), part)       # resumes from step 2
+  a, meta_a = _restore_params(full, _tiny_config(mini_data))
+  b, meta_b = _restore_params(part, _tiny_config(mini_data))
+  assert int(a.step) == int(b.step) == 4
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  jax.tree.map(np.testing.assert_array_equal, a.opt_state, b.opt_state)
+  assert meta_a["examples_seen"] == meta_b["examples_seen"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_cleanly(mini_data, tmp_path):
+  workdir = tmp_path / "w"
+  args = ["--config=configs/demo.py", f"--workdir={workdir}", f"--config.data_dir={mini_data}",
+          "--config.train.num_steps=100000", "--config.optimizer.schedule.total_steps=100000",
+          "--config.train.checkpoint_every=100000", "--config.train.log_every=1",
+          "--config.model.backbone.depth=1", "--config.model.backbone.width=32",
+          "--config.model.backbone.num_heads=2", "--config.model.backbone.mlp_dim=64"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen([sys.executable, "-m", "path_jax.main", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 900
+  lines = []
+  for line in proc.stdout:
+    lines.append(line)
+    if "step 2/" in line:          # training is under way
+      proc.send_signal(signal.SIGTERM)
+      break
+    assert time.time() < deadline, "training did not start"
+  out, _ = proc.communicate(timeout=600)
+  text = "".join(lines) + out
+  assert proc.returncode == 0, text[-3000:]
+  assert "preemption" in text
+  steps = sorted(int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit())
+  assert steps and steps[-1] >= 2
+
+
+@pytest.mark.slow
+def test_pretrain_export_finetune_evaluate(mini_data, tmp_path):
+  """The demo's path at a tiny size: pretrain -> export -> partial finetune -> evaluate."""
+  from path_jax import train
+  from configs import demo
+  pre = _tiny_config(mini_data, steps=4)
+  train.run(pre, str(tmp_path / "pre"))
+  exp = _tiny_config(mini_data, steps=4, mode="export")
+  out = train.run(exp, str(tmp_path / "pre"))
+  assert os.path.exists(os.path.join(out, "backbone.json"))
+  assert os.path.exists(os.path.join(out, "backbone.safetensors"))
+  ft = demo.get_config("finetune")
+  ft.data_dir = mini_data
+  ft.model.backbone.update(width=32, depth=2, num_heads=2, mlp_dim=64)
+  ft.train.num_steps = 3
+  ft.optimizer.schedule.total_steps = 3
+  ft.optimizer.schedule.warmup_steps = 1
+  ft.train.log_every = 1
+  ft.datasets.mini_dukemtmc.batch_size = 8
+  ft.datasets.mini_peta.batch_size = 8
+  ft.finetune.init_from = out
+  result = train.run(ft, str(tmp_path / "ft"))
+  assert set(result["eval"]) == {"mini_dukemtmc", "mini_peta"}
+  assert 0.0 <= result["eval"]["mini_dukemtmc"]["rank1"] <= 1.0
+  assert 0.0 <= result["eval"]["mini_peta"]["mA"] <= 1.0
+  with open(tmp_path / "ft" / "eval" / "results.json") as f:
+    assert json.load(f) == result["eval"]
+  # Partial protocol: blocks before the last 2 (here: none of 2) and the patch embedding frozen.
+  a, _ = _restore_params(str(tmp_path / "ft"), ft)
+  from path_jax import export as export_lib
+  loaded, _ = export_lib.load_backbone(out)
+  np.testing.assert_array_equal(a.params["backbone"]["patch_embed"]["kernel"],
+                                loaded["patch_embed"]["kernel"])
+  assert not np.array_equal(a.params["backbone"]["norm"]["scale"], loaded["norm"]["scale"])
