@@ -190,3 +190,27 @@ def test_fsdp_fallback_and_replication_report():
   assert ("odd", (1001, 333)) in report.replicated
   assert any(p == "big" for p, _ in report.fallback)
   assert tuple(sh["small"].spec) == (None,)
+
+
+@pytest.mark.parametrize("freeze", ["partial", "backbone"])
+def test_optimizer_state_shardings_with_frozen_parameters(freeze):
+  """Frozen leaves hold no state (multi_transform masks); the rest follows the parameters."""
+  from path_jax.state import abstract_train_state
+  cfg = S.config()
+  cfg.optimizer.freeze = freeze
+  cfg.optimizer.freeze_open_last = 1
+  mesh = mesh_lib.make_mesh((2, 2, 2))
+  structs, info = abstract_train_state(S.model(cfg), S.make_tx(cfg), S.image_shapes(cfg), mesh)
+  leaves = {jax.tree_util.keystr(p): l for p, l in
+            jax.tree_util.tree_leaves_with_path(info.shardings.opt_state)}
+  qkv_spec = tuple(info.shardings.params["backbone"]["block_1"]["attn"]["qkv"]["kernel"].spec)
+  mirrored = [k for k in leaves if k.endswith("['backbone']['block_1']['attn']['qkv']['kernel']")]
+  frozen = [k for k in leaves if "['backbone']['block_0']" in k]
+  if freeze == "partial":
+    assert mirrored and not frozen
+    v_row = [k for k in mirrored if ".v_row" in k][0]
+    # v_row keeps the kernel's rank with the reduced (column) axis of size 1: rows stay sharded.
+    assert tuple(leaves[v_row].spec)[0] == qkv_spec[0]
+  else:
+    assert not mirrored and not frozen
+    assert any("['head_attr_a']" in k for k in leaves)

@@ -148,15 +148,37 @@ def state_leaf_sharding(param_sharding: NamedSharding, leaf_shape: Sequence[int]
   return NamedSharding(mesh, P(*out))
 
 
+def _key_name(k) -> Any:
+  for attr in ("key", "name", "idx"):
+    if hasattr(k, attr):
+      return getattr(k, attr)
+  return str(k)
+
+
 def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state: Any,
                         param_shards: Any, mesh: Mesh) -> Any:
   """Shardings for an optimiser state: leaves that mirror a parameter follow its sharding
-  (size-1 and scalar slots replicated), everything else (counters) is replicated."""
+  (size-1 and scalar slots replicated), everything else (counters) is replicated.
+
+  A state leaf mirrors the parameter whose path ends its own key path (optax states nest the
+  parameter tree inside their own containers: chains, masks, multi_transform partitions).
+  """
+  del tx
   replicated = NamedSharding(mesh, P())
-  return optax.tree_map_params(
-      tx, lambda leaf, ps: state_leaf_sharding(ps, leaf.shape), abstract_opt_state, param_shards,
-      transform_non_params=lambda _: replicated,
-      is_leaf=lambda x: isinstance(x, NamedSharding))
+  by_path = {tuple(_key_name(k) for k in path): sh for path, sh in
+             jax.tree_util.tree_leaves_with_path(
+                 param_shards, is_leaf=lambda x: isinstance(x, NamedSharding))}
+  longest = max((len(p) for p in by_path), default=0)
+
+  def one(path, leaf):
+    names = tuple(_key_name(k) for k in path)
+    for start in range(max(0, len(names) - longest), len(names)):
+      sh = by_path.get(names[start:])
+      if sh is not None:
+        return state_leaf_sharding(sh, getattr(leaf, "shape", ()))
+    return replicated
+
+  return jax.tree_util.tree_map_with_path(one, abstract_opt_state)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
