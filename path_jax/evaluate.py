@@ -81,6 +81,7 @@ def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_d
   t0 = time.perf_counter()
   n = 0
   for part in split.split("+"):
+    kept = 0       # each split (ReID: query, gallery) keeps its own first examples
     name_ = str(cfg.get("eval_tfds_name", "") or cfg.tfds_name)
     source = sources.open_source(name_, part, data_dir)
     it = eval_input.eval_iterator_for(task, cfg, source, per_host, num_workers=num_workers)

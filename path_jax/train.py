@@ -110,8 +110,11 @@ def check_config(cfg: ml_collections.ConfigDict, mesh) -> None:
 
 
 def apply_protocol(cfg: ml_collections.ConfigDict) -> None:
-  """Finetuning protocol -> optimiser freezing (head: backbone frozen; partial: last N open)."""
-  if cfg.mode != "finetune":
+  """Finetuning protocol -> optimiser freezing (head: backbone frozen; partial: last N open).
+
+  Also applied when evaluating or exporting, so the state matches the finetuning run's
+  checkpoints (a pretraining config keeps protocol 'full', i.e. nothing frozen)."""
+  if cfg.mode == "pretrain":
     return
   freeze = {"full": "none", "head": "backbone", "partial": "partial"}[cfg.finetune.protocol]
   cfg.optimizer.freeze = freeze
@@ -363,10 +366,12 @@ def run_evaluation(cfg, s, params, batch_stats, workdir, *, writer=None, step=0
     split = cfg.evaluate.split or str(d.get("eval_split", "") or "")
     if not split:
       continue
+    # ReID pictures rank a gallery: keep a bounded one (the first examples of the eval set).
+    keep = cfg.evaluate.pictures if d.task != "reid" or not cfg.evaluate.pictures else 2048
     metrics, samples = eval_lib.evaluate_dataset(
         s.model, params, batch_stats, spec.name, d, mesh=s.mesh, data_dir=d.data_dir,
         split=split, batch_size=cfg.evaluate.batch_size, rules=s.rules,
-        num_workers=cfg.input.num_workers, keep_examples=cfg.evaluate.pictures)
+        num_workers=cfg.input.num_workers, keep_examples=keep)
     results[spec.name] = metrics
     if samples and cfg.evaluate.pictures and jax.process_index() == 0:
       _pictures(out_dir, spec, d, samples, cfg.evaluate.pictures, writer, step)
@@ -389,7 +394,15 @@ def _pictures(out_dir, spec, d, samples, count, writer, step):
   except ModuleNotFoundError:
     return
   try:
-    image = vis.draw(samples["batch"], samples["predictions"], d, count)
+    if spec.task == "reid":   # queries with their top-5 gallery matches
+      b, p = samples["batch"], samples["predictions"]
+      real = b["mask"].astype(bool)
+      parts = [{"image": b["image"][sel], "feature": p["feature"][sel],
+                "person_id": b["person_id"][sel], "camera_id": b["camera_id"][sel]}
+               for sel in (real & b["is_query"], real & ~b["is_query"])]
+      image = vis.draw(parts[0], parts[1], d, count)
+    else:
+      image = vis.draw(samples["batch"], samples["predictions"], d, count)
   except (KeyError, ValueError, TypeError) as e:   # a picture must never fail an evaluation
     logging.warning("no pictures for %s: %s", spec.name, e)
     return
