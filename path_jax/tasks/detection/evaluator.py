@@ -38,18 +38,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from path_jax.tasks.common import real_mask
+
 # CrowdHuman toolkit CALTECH_-2 anchors: 10^-2 .. 10^0, 9 points evenly spaced in log space.
 FPPI_REFERENCE = (0.0100, 0.0178, 0.0316, 0.0562, 0.1000, 0.1778, 0.3162, 0.5623, 1.000)
 
 
-def _real(batch: Mapping[str, Any], n: int) -> np.ndarray:
-  """``[n]`` bool: ``batch['mask']`` or all true."""
-  if "mask" not in batch:
-    return np.ones(n, bool)
-  mask = np.asarray(batch["mask"]).astype(bool).reshape(-1)
-  if mask.shape[0] != n:
-    raise ValueError(f"batch['mask'] has {mask.shape[0]} entries but the batch has {n} examples.")
-  return mask
+_real = real_mask
 
 
 def overlaps(det: np.ndarray, gt: np.ndarray, ioa: bool = False) -> np.ndarray:

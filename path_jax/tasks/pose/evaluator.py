@@ -31,6 +31,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from path_jax.tasks.common import real_mask
+
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
                         .87, .87, .89, .89]) / 10.0
 AIC_SIGMAS = np.array([0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891, 0.01402144,
@@ -47,14 +49,7 @@ MPII_EXCLUDED = (6, 7)       # pelvis and thorax are left out of the mean, as th
 MPII_SC_BIAS = 0.6
 
 
-def _real(batch: Mapping[str, Any], n: int) -> np.ndarray:
-  """``[n]`` bool: ``batch['mask']`` or all true."""
-  if "mask" not in batch:
-    return np.ones(n, bool)
-  mask = np.asarray(batch["mask"]).astype(bool).reshape(-1)
-  if mask.shape[0] != n:
-    raise ValueError(f"batch['mask'] has {mask.shape[0]} entries but the batch has {n} examples.")
-  return mask
+_real = real_mask
 
 
 def _image_keypoints(predictions: Mapping[str, Any]) -> np.ndarray:

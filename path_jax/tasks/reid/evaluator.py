@@ -29,15 +29,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from path_jax.tasks.common import real_mask
 
-def _real(batch: Mapping[str, Any], n: int) -> np.ndarray:
-  """``[n]`` bool: ``batch['mask']`` or all true."""
-  if "mask" not in batch:
-    return np.ones(n, bool)
-  mask = np.asarray(batch["mask"]).astype(bool).reshape(-1)
-  if mask.shape[0] != n:
-    raise ValueError(f"batch['mask'] has {mask.shape[0]} entries but the batch has {n} examples.")
-  return mask
+
+_real = real_mask
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
