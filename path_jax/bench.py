@@ -96,8 +96,8 @@ def bench_model(args) -> dict:
     return jnp.mean(jnp.square(tokens.astype(jnp.float32)))
 
   fwd_bwd = jax.jit(jax.grad(loss))
-  c_f, t_f = timeit(fwd, params, x, iters=args.iters)
-  c_b, t_b = timeit(fwd_bwd, params, x, iters=args.iters)
+  c_f, t_f = timeit(fwd, params, x, warmup=args.warmup, iters=args.iters)
+  c_b, t_b = timeit(fwd_bwd, params, x, warmup=args.warmup, iters=args.iters)
   per_img = flops.vit_forward_flops(kw["width"], kw["depth"], kw["mlp_dim"], kw["patch_size"], h,
                                     w, cls_token=args.cls)
   peak, peak_src = device_peak(args.dtype)
@@ -258,6 +258,7 @@ def _model_parser(p: argparse.ArgumentParser) -> None:
   p.add_argument("--scan", action="store_true")
   p.add_argument("--attention", default=None, choices=[None, "xla", "cudnn"])
   p.add_argument("--iters", type=int, default=5)
+  p.add_argument("--warmup", type=int, default=2, help="calls before timing (incl. the compile)")
 
 
 def _matmul_parser(p: argparse.ArgumentParser) -> None:
