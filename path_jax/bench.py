@@ -283,7 +283,7 @@ def main(argv=None) -> int:
   parser.add_argument("--json", default=None, help="also write the result to this JSON file")
   sub = parser.add_subparsers(dest="what", required=True)
   argv = sys.argv[1:] if argv is None else list(argv)
-  chosen = next((a for a in argv if not a.startswith("-")), None)
+  chosen = next((a for a in argv if a in BENCHES), None)
   for name, (fn, add_args, help_) in BENCHES.items():
     p = sub.add_parser(name, help=help_)
     if isinstance(fn, str):

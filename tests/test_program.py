@@ -156,8 +156,12 @@ def test_pretrain_export_finetune_evaluate(mini_data, tmp_path):
   """The demo's path at a tiny size: pretrain -> export -> partial finetune -> evaluate."""
   from path_jax import train
   from configs import demo
-  pre = _tiny_config(mini_data, steps=4)
+  pre = _tiny_config(mini_data, steps=4, **{"train.eval_every": 2, "train.eval_batches": 1,
+                                              "train.profile.start_step": 1,
+                                              "train.profile.num_steps": 1})
   train.run(pre, str(tmp_path / "pre"))
+  # The in-training validation hook and the profiling window ran.
+  assert list((tmp_path / "pre" / "profile").rglob("*.xplane.pb"))
   exp = _tiny_config(mini_data, steps=4, mode="export")
   out = train.run(exp, str(tmp_path / "pre"))
   assert os.path.exists(os.path.join(out, "backbone.json"))
