@@ -175,7 +175,8 @@ def test_pretrain_export_finetune_evaluate(mini_data, tmp_path):
   ft.train.log_every = 1
   ft.datasets.mini_dukemtmc.batch_size = 8
   ft.datasets.mini_peta.batch_size = 8
-  ft.finetune.init_from = out
+  # Finetune from the PyTorch-layout file (MAE/timm keys): the path a released checkpoint takes.
+  ft.finetune.init_from = os.path.join(out, "backbone.safetensors")
   result = train.run(ft, str(tmp_path / "ft"))
   assert set(result["eval"]) == {"mini_dukemtmc", "mini_peta"}
   assert 0.0 <= result["eval"]["mini_dukemtmc"]["rank1"] <= 1.0
