@@ -329,8 +329,8 @@ def validation_losses(cfg, s, state) -> dict[str, float]:
       if i >= cfg.train.eval_batches:
         break
       gb = global_batch.to_global(batch, s.mesh)
-      with jax.set_mesh(s.mesh):
-        losses.append(float(fn(state.params, state.batch_stats, gb, task, d)))
+      with jax.set_mesh(s.mesh):   # the model's frozen copy of the dataset config is hashable
+        losses.append(float(fn(state.params, state.batch_stats, gb, task, spec.cfg)))
     if losses:
       out[f"val_loss/{spec.name}"] = float(np.mean(losses))
   return out

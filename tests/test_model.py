@@ -480,3 +480,12 @@ def test_vit_b16_flops_match_the_paper_count():
   # The count follows the token count: 256x128 has 128 tokens instead of 196.
   small = flops.vit_forward_flops(768, 12, 3072, 16, 256, 128)
   assert 0.6 < small / f < 0.7
+
+
+def test_projector_over_one_layer_has_no_empty_gate():
+  feats = jnp.ones((2, 2, 5, 64), jnp.float32)      # a one-block backbone: embeddings + 1 block
+  proj = projector.GatedProjector(dim=8)
+  v = proj.init(jax.random.key(0), feats)
+  assert "gate_alpha" not in v["params"]
+  assert all(np.size(l) > 0 for l in jax.tree.leaves(nn.unbox(v["params"])))
+  assert proj.apply(v, feats).shape == (2, 5, 64)

@@ -114,8 +114,9 @@ def test_resume_continues_exactly(mini_data, tmp_path):
   full = str(tmp_path / "full")
   train.run(_tiny_config(mini_data, steps=4), full)
   part = str(tmp_path / "part")
-  train.run(_tiny_config(mini_data, steps=2), part)
-  train.run(_tiny_config(mini_data, steps=4), part)       # resumes from step 2
+  # Stopped after 2 of the same 4-step run (same schedule), then resumed to 4.
+  train.run(_tiny_config(mini_data, steps=2, **{"optimizer.schedule.total_steps": 4}), part)
+  train.run(_tiny_config(mini_data, steps=4), part)
   a, meta_a = _restore_params(full, _tiny_config(mini_data))
   b, meta_b = _restore_params(part, _tiny_config(mini_data))
   assert int(a.step) == int(b.step) == 4
@@ -131,7 +132,9 @@ def test_sigterm_saves_and_exits_cleanly(mini_data, tmp_path):
           "--config.train.num_steps=100000", "--config.optimizer.schedule.total_steps=100000",
           "--config.train.checkpoint_every=100000", "--config.train.log_every=1",
           "--config.model.backbone.depth=1", "--config.model.backbone.width=32",
-          "--config.model.backbone.num_heads=2", "--config.model.backbone.mlp_dim=64"]
+          "--config.model.backbone.num_heads=2", "--config.model.backbone.mlp_dim=64",
+          # the tiny data has 6 training identities: P x K = 4 x 4
+          "--config.datasets.mini_market.batch_size=16"]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.Popen([sys.executable, "-m", "path_jax.main", *args], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

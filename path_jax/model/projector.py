@@ -122,10 +122,13 @@ class GatedProjector(nn.Module):
                     metadata_params={nn.PARTITION_NAME: "layers"})
     z = units(self.dim, self.num_heads, self.mlp_ratio, self.se_reduction, self.has_cls,
               self.dtype, name="layers")(f)                                     # [n, B, N, d]
-    alpha = self.param("gate_alpha", nn.with_logical_partitioning(nn.initializers.zeros_init(),
-                                                                   (None,)), (len(idx) - 1,))
-    w = gate_weights(alpha, self.temperature).astype(z.dtype)
-    p = jnp.einsum("l,lbnd->bnd", w, z)
+    if len(idx) > 1:   # one gate per layer after the first (p_1 = z_1)
+      alpha = self.param("gate_alpha", nn.with_logical_partitioning(
+          nn.initializers.zeros_init(), (None,)), (len(idx) - 1,))
+      w = gate_weights(alpha, self.temperature).astype(z.dtype)
+      p = jnp.einsum("l,lbnd->bnd", w, z)
+    else:              # a one-block backbone: nothing to gate (and no zero-size parameter)
+      p = z[0]
     return _dense(features.shape[-1], (PROJ_AXIS, "embed"), self.dtype, "out")(p)
 
 
