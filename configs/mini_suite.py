@@ -1,0 +1,122 @@
+"""The downstream suite on humanbench_mini: one finetuning config per mini downstream set, CPU size.
+
+  python -m path_jax.suite --suite=mini --backbone=DIR/export --protocol=full --workdir=DIR
+  python -m path_jax.main --config=configs/mini_suite.py:dataset=mini_atr,protocol=partial \\
+      --config.finetune.init_from=DIR/export --workdir=DIR
+
+``get_config('dataset=<mini set>,protocol=full|head|partial')``: the tiny backbone of
+configs/demo.py (BACKBONE), no projector, the dataset's head at a small width, and a short
+recipe (warm-up + cosine, Adafactor at 2e-3) sized so that every set finetunes on 2 CPU cores in
+well under a minute. Each mini set stands in for one HumanBench downstream set
+(data/humanbench_mini/README.md) and is scored with that set's Table 3 metric (``eval_metric``),
+except Caltech: the mini scenes are too small for Caltech's heavy-occlusion subset (people
+>= 50 px tall, 20-65 % visible), so mini_caltech reports MR^-2 over all non-ignored people
+(the builder ignores people under 35 % visible, Caltech's "reasonable" cut).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import ml_collections
+
+from configs import common, humanbench
+from configs.demo import BACKBONE
+
+PROTOCOL_ARGS = dict(dataset="", protocol="full", steps=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniSet:
+  """One mini downstream set: its config subtree, the HumanBench set it stands for, and steps."""
+  name: str
+  task: str
+  tfds_name: str
+  stands_for: str           # HumanBench downstream set (configs/humanbench.py DOWNSTREAM)
+  eval_metric: str          # path_jax.paper_results.METRICS key
+  batch_size: int
+  steps: int
+  eval_split: str
+  fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  eval_protocol: str = ""   # detection only
+
+
+MINI_SETS: tuple[MiniSet, ...] = (
+    MiniSet("mini_atr", "parsing", "parsing/atr", "atr", "pacc", 8, 120, "val",
+            dict(image_size=(96, 96), head_features=32, num_classes=18,
+                 flip_pairs=humanbench.ATR_FLIP_PAIRS, flip_test=False)),
+    MiniSet("mini_dukemtmc", "reid", "reid/dukemtmc", "sensereid", "top1", 32, 120,
+            "query+gallery",
+            dict(image_size=(128, 64), num_classes=None, classes_multiple_of=8,
+                 images_per_identity=4)),
+    MiniSet("mini_caltech", "detection", "detection/caltech", "caltech", "mr_all", 8, 120, "val",
+            dict(image_size=(160, 224), hidden_dim=64, num_heads=4, ffn_dim=128, num_layers=2,
+                 num_anchors=24, num_patterns=2, num_queries=48, max_boxes=8, max_ignore=8,
+                 remat=False, train_scales=(128, 144, 160), max_size=224,
+                 crop_scales=(128, 160), crop_size=(96, 160), eval_scale=160),
+            eval_protocol="crowdhuman"),
+    MiniSet("mini_mpii", "pose", "pose/mpii", "mpii", "pckh", 16, 120, "val",
+            dict(image_size=(128, 96), deconv_features=(32, 32), num_joints=16,
+                 flip_pairs=humanbench.MPII_FLIP_PAIRS, upper_body_ids=humanbench.MPII_UPPER_BODY,
+                 flip_test=False)),
+    MiniSet("mini_peta", "attributes", "attributes/peta", "peta", "ma", 32, 120, "test",
+            dict(image_size=(128, 64), num_attributes=None, positive_ratios=None)),
+    MiniSet("mini_shanghaitech_a", "counting", "counting/shanghaitech_a", "shanghaitech_a",
+            "mae_mse", 8, 120, "test",
+            dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16),
+                 adaptive_knn=3)),
+    MiniSet("mini_shanghaitech_b", "counting", "counting/shanghaitech_b", "shanghaitech_b",
+            "mae_mse", 8, 120, "test",
+            dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16))),
+)
+NAMES = tuple(s.name for s in MINI_SETS)
+
+
+def mini_set(name: str) -> MiniSet:
+  found = [s for s in MINI_SETS if s.name == name]
+  if not found:
+    raise KeyError(f"unknown mini downstream set {name!r}; known: {list(NAMES)} "
+                   "(configs/mini_suite.py MINI_SETS)")
+  return found[0]
+
+
+def dataset_config(s: MiniSet) -> ml_collections.ConfigDict:
+  cfg = common.dataset(s.task, s.tfds_name, batch_size=s.batch_size, eval_split=s.eval_split,
+                       **s.fields)
+  cfg.eval_metric = s.eval_metric
+  cfg.eval_tfds_name = ""
+  if s.task == "detection":
+    cfg.eval_protocol = s.eval_protocol
+  return cfg
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = humanbench.parse_arg(arg, PROTOCOL_ARGS)
+  if not args["dataset"]:
+    raise ValueError(f"configs/mini_suite.py needs dataset=<one of {list(NAMES)}>, e.g. "
+                     "--config=configs/mini_suite.py:dataset=mini_atr,protocol=full")
+  if args["protocol"] not in common.PROTOCOLS:
+    raise ValueError(f"protocol={args['protocol']!r}; use one of {common.PROTOCOLS}")
+  s = mini_set(args["dataset"])
+  steps = int(args["steps"]) or s.steps
+  c = common.base_config()
+  c.mode = "finetune"
+  c.data_dir = common.demo_data_dir()
+  c.model.backbone.update(BACKBONE)
+  c.model.projector.enabled = False
+  c.mesh.shape = (-1, 1, 1)
+  c.datasets = ml_collections.ConfigDict({s.name: dataset_config(s)})
+  c.finetune.protocol = args["protocol"]
+  c.finetune.open_last = 2
+  c.train.num_steps = steps
+  c.train.log_every = 20
+  c.train.checkpoint_every = 10 * steps      # only the final checkpoint
+  c.train.keep_checkpoints = 1
+  c.evaluate.pictures = 4
+  c.optimizer.peak_lr = 2e-3
+  c.optimizer.clip_threshold = 1.0
+  c.optimizer.layer_decay = 0.75
+  c.optimizer.schedule.name = "warmup_cosine"
+  c.optimizer.schedule.warmup_steps = max(1, steps // 10)
+  c.optimizer.schedule.total_steps = c.train.get_ref("num_steps")
+  return c

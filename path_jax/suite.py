@@ -1,0 +1,502 @@
+"""The downstream suite: one backbone, every downstream dataset, one protocol, one results table.
+
+  python -m path_jax.suite --backbone=PRETRAIN_DIR/export --protocol=partial --workdir=DIR \\
+      [--suite=humanbench|mini] [--datasets=atr,peta] [--data_dir=...] [--set train.num_steps=500]
+
+For each dataset of the suite (HumanBench: the 19 sets of configs/finetune/; mini: the seven
+humanbench_mini downstream sets of configs/mini_suite.py) the suite builds the dataset's
+finetuning config under the protocol, points ``finetune.init_from`` at the backbone (an export
+directory also sets the backbone's architecture), and checks its prepared data. Absent data gives
+a *skipped* row with the command that prepares it; otherwise the dataset is finetuned and
+evaluated in process (path_jax.train.run) into DIR/<dataset>/, and the metric that the paper's
+Table 3 reports for it is read from the evaluation. A dataset that raises is recorded as
+*failed* with the error, and the suite goes on.
+
+Written: DIR/results.json (per dataset: status, the Table 3 metric, the paper's PATH-B number for
+the protocol, the full metric dict, chance, timing, skip/failure reason and preparation commands)
+and DIR/results.md (Table 3's two halves, ours beside the paper's, then skipped/failed datasets).
+
+Chance (``--chance``, on by default for the mini suite): the same evaluators fed random
+predictions on the same evaluation data (:func:`chance_metrics`), so each metric has a floor.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from typing import Any, Callable, Mapping, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+
+import numpy as np  # noqa: E402
+
+from path_jax import paper_results  # noqa: E402
+
+SUITES = ("humanbench", "mini")
+PROTOCOL_TITLES = {"full": "FT", "head": "Head FT", "partial": "Partial FT"}
+MINI_BUILD = "python -m data.humanbench_mini.build_all --data_dir={data_dir}"
+HUMANBENCH_BUILD = ("python data/build.py {name} --manual_dir=<{title} source folder, layout in "
+                    "data/README.md ({builder})> --data_dir={data_dir}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Suite entries: which datasets, their configs, and the Table 3 column each stands for.
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One dataset of a suite.
+
+  name: the dataset (config subtree and results key); stands_for: its Table 3 column (a
+  HumanBench downstream set); make_config: protocol -> finetuning ConfigDict.
+  """
+  name: str
+  stands_for: str
+  make_config: Callable[[str], Any]
+
+
+def suite_entries(suite: str) -> list[Entry]:
+  """The datasets of ``suite`` in Table 3's column order (top half, then bottom half)."""
+  if suite == "humanbench":
+    def make(name):
+      return lambda protocol: importlib.import_module(f"configs.finetune.{name}").get_config(
+          f"protocol={protocol}")
+    return [Entry(n, n, make(n)) for n in paper_results.TOP_HALF + paper_results.BOTTOM_HALF]
+  if suite == "mini":
+    from configs import mini_suite
+    order = paper_results.TOP_HALF + paper_results.BOTTOM_HALF
+    sets = sorted(mini_suite.MINI_SETS, key=lambda s: order.index(s.stands_for))
+
+    def make_mini(name):
+      return lambda protocol: mini_suite.get_config(f"dataset={name},protocol={protocol}")
+    return [Entry(s.name, s.stands_for, make_mini(s.name)) for s in sets]
+  raise ValueError(f"--suite={suite!r}; use one of {SUITES}")
+
+
+def select(entries: Sequence[Entry], datasets: Sequence[str]) -> list[Entry]:
+  """The entries named in ``datasets`` (all when empty); unknown names fail naming the valid."""
+  if not datasets:
+    return list(entries)
+  names = [e.name for e in entries]
+  unknown = [d for d in datasets if d not in names]
+  if unknown:
+    raise ValueError(f"--datasets names {unknown}, not in this suite; valid: {names}")
+  return [e for e in entries if e.name in datasets]
+
+
+# ----------------------------------------------------------------------------------------------
+# Config preparation: overrides, backbone, data check.
+
+
+def parse_value(text: str) -> Any:
+  """A --set value: a Python literal (number, tuple, bool, None) or else the plain string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def apply_overrides(cfg, name: str, overrides: Sequence[str]) -> None:
+  """Applies ``key=value`` overrides; ``dataset.<field>`` addresses the dataset's own subtree.
+
+  A key that is not in the config fails, naming the nearest keys, as a locked config would.
+  """
+  for item in overrides:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise ValueError(f"--set {item!r}: write key=value, e.g. --set train.num_steps=500")
+    parts = key.split(".")
+    if parts[0] == "dataset":
+      parts = ["datasets", name] + parts[1:]
+    node = cfg
+    for i, p in enumerate(parts[:-1]):
+      if p not in node:
+        raise KeyError(f"--set {key}: config has no {'.'.join(parts[:i + 1])!r}; valid there: "
+                       f"{sorted(node.keys())}")
+      node = node[p]
+    if parts[-1] not in node:
+      raise KeyError(f"--set {key}: config has no {'.'.join(parts)!r}; valid there: "
+                     f"{sorted(node.keys())}")
+    with cfg.unlocked():
+      node[parts[-1]] = parse_value(value)
+
+
+def backbone_arch(path: str) -> dict[str, Any] | None:
+  """The architecture in an export directory's backbone.json (None for state-dict files)."""
+  from path_jax import export as export_lib
+  from etils import epath
+  export_dir = export_lib._export_dir(epath.Path(path))  # the format owner's resolver
+  if export_dir is None:
+    return None
+  with open(os.path.join(str(export_dir), "backbone.json")) as f:
+    return json.load(f)["arch"]
+
+
+def point_at_backbone(cfg, backbone: str, arch: Mapping[str, Any] | None) -> None:
+  """init_from = backbone; an export's architecture replaces the config's (the weights decide)."""
+  cfg.finetune.init_from = backbone
+  if arch:
+    b = cfg.model.backbone
+    b.variant = str(arch["variant"])
+    for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
+      if key in arch:
+        b[key] = int(arch[key])
+    b.pos_grid = tuple(int(g) for g in arch["pos_grid"])
+    b.cls_token = bool(arch["cls_token"])
+
+
+def required_data(cfg) -> list[tuple[str, str, str]]:
+  """Every (tfds name, split, data_dir) the finetuning run reads: training and evaluation."""
+  out = []
+  for name in cfg.datasets:
+    d = cfg.datasets[name]
+    data_dir = str(d.get("data_dir", "") or cfg.data_dir)
+    out.append((str(d.tfds_name), str(d.split), data_dir))
+    eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
+    out += [(eval_name, s, data_dir) for s in str(d.get("eval_split", "") or "").split("+") if s]
+  return out
+
+
+def missing_data(cfg) -> list[tuple[str, str, str, str]]:
+  """(tfds name, split, data_dir, error) of every required split that is not prepared."""
+  from path_jax.input import sources
+  out = []
+  for tfds_name, split, data_dir in required_data(cfg):
+    try:
+      sources.check_prepared(tfds_name, split, data_dir)
+    except (FileNotFoundError, ValueError, OSError) as e:
+      out.append((tfds_name, split, data_dir, str(e)))
+  return out
+
+
+def prepare_commands(suite: str, stands_for: str, missing: Sequence[tuple[str, str, str, str]]
+                     ) -> list[str]:
+  """The commands that prepare the missing datasets (one per tfds name and data_dir)."""
+  cmds: list[str] = []
+  for tfds_name, _, data_dir, _ in missing:
+    if suite == "mini":
+      cmd = MINI_BUILD.format(data_dir=data_dir)
+    else:
+      builder = tfds_name.split("/")[0]
+      title = _source_title(tfds_name, stands_for)
+      cmd = HUMANBENCH_BUILD.format(name=tfds_name, title=title, builder=builder,
+                                    data_dir=data_dir)
+    if cmd not in cmds:
+      cmds.append(cmd)
+  return cmds
+
+
+def _source_title(tfds_name: str, stands_for: str) -> str:
+  config = tfds_name.split("/")[-1]
+  if config == "lists":   # SenseReID trains on the authors' merged fileList/metaList folders
+    return "the authors' ReID finetuning lists (reid_4sets + MARS)"
+  if config == "sensereid" or stands_for == config:
+    return paper_results.TITLES.get(stands_for, stands_for)
+  return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Chance: the same evaluators on random predictions.
+
+
+def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
+  """The evaluator's result for random predictions on ``name``'s evaluation data.
+
+  ReID: random 16-d features. Attributes: uniform probabilities. Parsing: uniform random labels.
+  Pose: keypoints uniform in each person's box. Detection: ``num_queries`` boxes per image with
+  uniform centres, heights uniform in [0.1, 0.9] x image height, pedestrian aspect (w = 0.41 h),
+  uniform scores. Counting: every image predicted as the mean count of the training split
+  (the constant a model without the image would output; random density maps would be worse).
+  """
+  from path_jax import evaluate as eval_lib
+  from path_jax.input import eval as eval_input, sources
+  d = cfg.datasets[name]
+  data_dir = str(d.get("data_dir", "") or cfg.data_dir)
+  task = str(d.task)
+  rng = np.random.default_rng(seed)
+  evaluator = eval_lib.make_evaluator(task, d)
+  mean_count = None
+  if task == "counting":
+    train = sources.open_source(str(d.tfds_name), str(d.split), data_dir, decode_images=False)
+    mean_count = float(np.mean(sources.read_column(train, "count")))
+  eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
+  for part in str(d.eval_split).split("+"):
+    source = sources.open_source(eval_name, part, data_dir)
+    for batch in eval_input.eval_iterator_for(task, d, source, 16):
+      n = batch["mask"].shape[0]
+      if task == "reid":
+        batch["is_query"] = np.full(n, part == "query")
+        preds = {"feature": rng.normal(size=(n, 16)).astype(np.float32)}
+      elif task == "attributes":
+        preds = {"probs": rng.random(batch["labels"].shape).astype(np.float32)}
+      elif task == "parsing":
+        label = np.asarray(batch["label"])
+        label = label[..., 0] if label.ndim == 4 else label
+        preds = {"label": rng.integers(0, int(d.num_classes), label.shape)}
+      elif task == "pose":
+        k = int(d.num_joints)
+        c = np.asarray(batch["center"], np.float64)[:, None, :]
+        s = np.asarray(batch["box_size"], np.float64)[:, None, :]
+        xy = c + (rng.random((n, k, 2)) - 0.5) * s
+        preds = {"keypoints_image": xy, "scores": rng.random((n, k))}
+      elif task == "detection":
+        q = int(d.num_queries)
+        hw = np.asarray(batch["orig_hw"] if "orig_hw" in batch else batch["image_hw"],
+                        np.float64)
+        h = rng.uniform(0.1, 0.9, (n, q)) * hw[:, :1]
+        w = 0.41 * h
+        cx, cy = rng.random((n, q)) * hw[:, 1:2], rng.random((n, q)) * hw[:, :1]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+        preds = {"boxes": boxes, "scores": rng.random((n, q))}
+      elif task == "counting":
+        preds = {"count": np.full(n, mean_count)}
+      else:
+        raise ValueError(f"no chance predictions for task {task!r} (dataset {name})")
+      evaluator.update(preds, batch)
+  return {k: float(v) for k, v in evaluator.result().items() if np.ndim(v) == 0}
+
+
+# ----------------------------------------------------------------------------------------------
+# Running.
+
+
+def metric_of(cfg, name: str) -> paper_results.Metric:
+  key = str(cfg.datasets[name].get("eval_metric", "") or "")
+  if key not in paper_results.METRICS:
+    raise KeyError(f"config.datasets.{name}.eval_metric={key!r} has no Table 3 reading; known: "
+                   f"{sorted(paper_results.METRICS)} (path_jax/paper_results.py)")
+  return paper_results.METRICS[key]
+
+
+def table_value(metrics: Mapping[str, float] | None, metric: paper_results.Metric
+                ) -> float | None:
+  """Our value in the paper's unit (None when absent)."""
+  if not metrics or metric.key not in metrics:
+    return None
+  return float(metrics[metric.key]) * metric.scale
+
+
+def run_one(entry: Entry, *, suite: str, protocol: str, backbone: str, arch, workdir: str,
+            data_dir: str, overrides: Sequence[str], chance: bool) -> dict[str, Any]:
+  """Finetunes and evaluates one dataset; returns its results.json record (never raises)."""
+  from path_jax import train
+  rec: dict[str, Any] = {"stands_for": entry.stands_for, "status": "ok",
+                         "paper": paper_results.paper_value(entry.stands_for, protocol),
+                         "workdir": os.path.join(workdir, entry.name)}
+  t0 = time.perf_counter()
+  try:
+    cfg = entry.make_config(protocol)
+    if data_dir:
+      cfg.data_dir = data_dir
+    point_at_backbone(cfg, backbone, arch)
+    apply_overrides(cfg, entry.name, overrides)
+    metric = metric_of(cfg, entry.name)
+    rec.update(task=str(cfg.datasets[entry.name].task), metric=dataclasses.asdict(metric))
+    missing = missing_data(cfg)
+    if missing:
+      rec.update(status="skipped",
+                 reason="; ".join(f"{n} split {s!r} not prepared in {dd}" for n, s, dd, _ in
+                                  missing),
+                 prepare=prepare_commands(suite, entry.stands_for, missing))
+      return rec
+    result = train.run(cfg, rec["workdir"])
+    metrics = dict((result or {}).get("eval", {}).get(entry.name, {}))
+    if not metrics:
+      raise RuntimeError(f"the finetuning run returned no evaluation of {entry.name} "
+                         f"(preempted={bool((result or {}).get('preempted'))})")
+    rec["metrics"] = metrics
+    rec["value"] = table_value(metrics, metric)
+    if rec["value"] is None:
+      raise KeyError(f"the evaluation of {entry.name} has no {metric.key!r} (Table 3's "
+                     f"{metric.label}); it gave {sorted(metrics)}")
+    if chance:
+      rec["chance_metrics"] = chance_metrics(cfg, entry.name)
+      rec["chance"] = table_value(rec["chance_metrics"], metric)
+  except Exception as e:  # noqa: BLE001  (one dataset's failure must not stop the suite)
+    logging.error("suite: %s failed:\n%s", entry.name, traceback.format_exc())
+    rec.update(status="failed", reason=f"{type(e).__name__}: {e}")
+  finally:
+    rec["seconds"] = time.perf_counter() - t0
+  return rec
+
+
+def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "humanbench",
+              datasets: Sequence[str] = (), data_dir: str = "", overrides: Sequence[str] = (),
+              chance: bool | None = None) -> dict[str, Any]:
+  """Runs the suite; writes and returns DIR/results.json's content (also writes results.md)."""
+  from configs.common import PROTOCOLS
+  if protocol not in PROTOCOLS:
+    raise ValueError(f"--protocol={protocol!r}; use one of {PROTOCOLS}")
+  if not backbone or not os.path.exists(backbone):
+    raise FileNotFoundError(f"--backbone={backbone!r} does not exist; pass an export directory "
+                            "(python -m path_jax.main --config=... --config.mode=export) or a "
+                            ".pth/.safetensors/.npz state dict")
+  entries = select(suite_entries(suite), datasets)
+  chance = (suite == "mini") if chance is None else chance
+  arch = backbone_arch(backbone)
+  os.makedirs(workdir, exist_ok=True)
+  out: dict[str, Any] = {"suite": suite, "protocol": protocol,
+                         "backbone": os.path.abspath(backbone), "data_dir": data_dir,
+                         "overrides": list(overrides), "datasets": {}}
+  t0 = time.perf_counter()
+  for entry in entries:
+    logging.info("suite: %s (%s) under protocol %s", entry.name, entry.stands_for, protocol)
+    rec = run_one(entry, suite=suite, protocol=protocol, backbone=backbone, arch=arch,
+                  workdir=workdir, data_dir=data_dir, overrides=overrides, chance=chance)
+    out["datasets"][entry.name] = rec
+    write_results(out, workdir)          # partial results survive a crash of a later dataset
+  out["seconds"] = time.perf_counter() - t0
+  write_results(out, workdir)
+  return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Results table.
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+  if v is None or (isinstance(v, float) and math.isnan(v)):
+    return "-"
+  return f"{v:.{digits}f}"
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+  """Table 3's two halves (columns: datasets; rows: ours, chance, the paper's PATH-B row), then
+  the skipped and failed datasets with their reasons and preparation commands."""
+  protocol = results["protocol"]
+  recs = results["datasets"]
+  mini = results["suite"] == "mini"
+  title = PROTOCOL_TITLES[protocol]
+  lines = [f"# Downstream suite: {results['suite']}, protocol {protocol} ({title})", "",
+           f"Backbone: `{results['backbone']}`.", ""]
+  if mini:
+    lines += ["humanbench_mini sets stand in for the HumanBench sets named in brackets; the "
+              "paper row is PATH-B on the real set, for scale only.", ""]
+  has_chance = any(r.get("chance") is not None for r in recs.values())
+  for half in (paper_results.TOP_HALF, paper_results.BOTTOM_HALF):
+    cols = [n for n, r in recs.items() if r["stands_for"] in half]
+    cols.sort(key=lambda n: half.index(recs[n]["stands_for"]))
+    if not cols:
+      continue
+    header, groups = ["|"], ["|"]
+    for n in cols:
+      r = recs[n]
+      m = r.get("metric") or {}
+      arrow = " (↓)" if m.get("lower_is_better") else ""
+      name = paper_results.TITLES[r["stands_for"]]
+      head = f"{n} ({name})" if mini else name
+      header.append(f" {head}<br>{m.get('label', '?')}{arrow} |")
+      group = [g for g, members in paper_results.GROUPS if r["stands_for"] in members][0]
+      groups.append(f" {group} |")
+    lines.append("| |" + "".join(groups[1:]))
+    lines.append("|---|" + "---|" * len(cols))
+    lines.append("| |" + "".join(header[1:]))
+    ours = [_cell(recs[n]) for n in cols]
+    lines.append(f"| ours ({title}) | " + " | ".join(ours) + " |")
+    if has_chance:
+      lines.append("| chance | " + " | ".join(_fmt(recs[n].get("chance")) for n in cols) + " |")
+    paper = [_fmt(recs[n].get("paper")) for n in cols]
+    label = paper_results.PROTOCOL_ROWS[protocol]
+    lines.append(f"| paper PATH-B {label.removeprefix('PATH ')} | " + " | ".join(paper) + " |")
+    lines.append("")
+  lines.append("Metrics as Table 3: % for accuracies, AP, mA, mIoU and MR^-2; EPE in pixels; "
+               "counting MSE (root mean squared count error) in heads; (↓) lower is better.")
+  lines.append("")
+  skipped = {n: r for n, r in recs.items() if r["status"] == "skipped"}
+  failed = {n: r for n, r in recs.items() if r["status"] == "failed"}
+  if skipped:
+    lines += ["## Skipped (data not prepared)", ""]
+    for n, r in skipped.items():
+      lines.append(f"- **{n}**: {r['reason']}. Prepare with:")
+      lines += [f"  `{c}`" for c in r["prepare"]]
+    lines.append("")
+  if failed:
+    lines += ["## Failed", ""]
+    lines += [f"- **{n}**: failed: {r['reason']}" for n, r in failed.items()]
+    lines.append("")
+  return "\n".join(lines)
+
+
+def _cell(rec: Mapping[str, Any]) -> str:
+  if rec["status"] != "ok":
+    return rec["status"]
+  return _fmt(rec.get("value"))
+
+
+def write_results(results: Mapping[str, Any], workdir: str) -> None:
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2, default=float)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(render_markdown(results) + "\n")
+
+
+def random_backbone_export(out_dir: str, backbone_cfg, seed: int = 0) -> str:
+  """Exports a randomly initialised backbone of ``backbone_cfg`` (an export directory).
+
+  The suite's floor: what finetuning reaches without pretraining (the slow test uses it, as a
+  pretraining run would not fit the test's time budget).
+  """
+  import jax
+  import jax.numpy as jnp
+  from path_jax import export as export_lib
+  from path_jax.model import vit as vit_lib
+  model = vit_lib.from_config(backbone_cfg)
+  grid = tuple(backbone_cfg.get("pos_grid", (14, 14)))
+  patch = int(export_lib.arch_from_config(backbone_cfg)["patch_size"])
+  image = jnp.zeros((1, grid[0] * patch, grid[1] * patch, 3), jnp.float32)
+  params = jax.jit(model.init)(jax.random.key(seed), image)["params"]
+  export_lib.export_backbone(out_dir, params, export_lib.arch_from_config(backbone_cfg),
+                             torch_state_dict=False)
+  return out_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+
+def main(argv):
+  from absl import flags
+  del argv
+  f = flags.FLAGS
+  import jax
+  jax.config.parse_flags_with_absl()
+  if jax.default_backend() != "cpu":
+    import tensorflow as tf
+    tf.config.set_visible_devices([], "GPU")
+  results = run_suite(backbone=f.backbone, protocol=f.protocol, workdir=f.workdir,
+                      suite=f.suite, datasets=[d for d in f.datasets.split(",") if d],
+                      data_dir=f.data_dir, overrides=f.set or (),
+                      chance=None if f.chance is None else f.chance)
+  print(render_markdown(results))
+  print(f"results in {os.path.join(f.workdir, 'results.md')} and results.json")
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("backbone", None, "Exported backbone dir, or a .pth/.safetensors/.npz.")
+  flags.DEFINE_enum("protocol", "full", ["full", "head", "partial"], "Finetuning protocol.")
+  flags.DEFINE_string("workdir", None, "Where each dataset's run and the results go.")
+  flags.DEFINE_enum("suite", "humanbench", list(SUITES), "Which datasets.")
+  flags.DEFINE_string("datasets", "", "Comma-separated subset of the suite (default: all).")
+  flags.DEFINE_string("data_dir", "", "TFDS data dir ('' = each config's data_dir).")
+  flags.DEFINE_multi_string("set", [], "key=value override of every dataset's config; "
+                            "'dataset.<field>' addresses the dataset subtree.")
+  flags.DEFINE_bool("chance", None, "Compute chance levels (default: on for the mini suite).")
+  flags.mark_flags_as_required(["backbone", "workdir"])
+
+
+if __name__ == "__main__":
+  from absl import app
+  _define_flags()
+  app.run(main)
