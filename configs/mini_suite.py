@@ -63,11 +63,11 @@ MINI_SETS: tuple[MiniSet, ...] = (
             dict(image_size=(128, 64), num_attributes=None, positive_ratios=None)),
     MiniSet("mini_shanghaitech_a", "counting", "counting/shanghaitech_a", "shanghaitech_a",
             "mae_mse", 8, 120, "test",
-            dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16),
+            dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16, 16),
                  adaptive_knn=3)),
     MiniSet("mini_shanghaitech_b", "counting", "counting/shanghaitech_b", "shanghaitech_b",
             "mae_mse", 8, 120, "test",
-            dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16))),
+            dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16, 16))),
 )
 NAMES = tuple(s.name for s in MINI_SETS)
 

@@ -210,6 +210,17 @@ def _source_title(tfds_name: str, stands_for: str) -> str:
 # Chance: the same evaluators on random predictions.
 
 
+def fill_metadata(cfg) -> None:
+  """What the training program's set-up fills in before a run: each dataset's data_dir and the
+  fields left to the prepared data's metadata (class and attribute counts, joints)."""
+  from path_jax import train
+  with cfg.unlocked():
+    for name in cfg.datasets:
+      if not cfg.datasets[name].get("data_dir", ""):
+        cfg.datasets[name].data_dir = cfg.data_dir
+  train.fill_from_metadata(cfg)
+
+
 def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
   """The evaluator's result for random predictions on ``name``'s evaluation data.
 
@@ -221,6 +232,7 @@ def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
   """
   from path_jax import evaluate as eval_lib
   from path_jax.input import eval as eval_input, sources
+  fill_metadata(cfg)
   d = cfg.datasets[name]
   data_dir = str(d.get("data_dir", "") or cfg.data_dir)
   task = str(d.task)

@@ -290,12 +290,15 @@ def write_mpii(out: str, name: str, seed: int, p: dict[str, Any]) -> dict[str, A
   Coordinates are MATLAB 1-based like the real file. ``joints_vis`` = 1 for joints inside the
   image (MPII annotates occluded joints too), else 0 with joints (-1, -1). ``scale`` is the
   person's height / 200 px and ``center`` the body centre moved up by 15 * scale, the
-  convention that readers undo (y += 15 * scale, scale *= 1.25).
+  convention that readers undo (y += 15 * scale, scale *= 1.25). The val split also gets
+  annotations/mpii_gt_val.mat as mmpose ships it for PCKh: ``headboxes_src`` [2, 2, N] (the
+  head disc's bounding square, corners x1y1 / x2y2, 1-based), ``pos_gt_src`` [16, 2, N] and
+  ``jnt_visible`` [16, N], one column per json record in order.
   """
   h, w = p["image_hw"]
   summary = {}
   for split, n_images in (("train", p["train"]), ("val", p["val"])):
-    entries = []
+    entries, head_boxes = [], []
     for i in range(n_images):
       rng = rng_for(seed, name, split, i)
       scene, figs = _pose_scene(rng, p)
@@ -316,7 +319,13 @@ def write_mpii(out: str, name: str, seed: int, p: dict[str, Any]) -> dict[str, A
             "joints": [[round(float(x) + 1, 2), round(float(y) + 1, 2)] if v else [-1.0, -1.0]
                        for (x, y), v in zip(joints, vis)],
             "joints_vis": [int(v) for v in vis]})
+        head_boxes.append(np.stack([sk.head - sk.head_r, sk.head + sk.head_r]) + 1)
     _write_json(os.path.join(out, "annotations", f"mpii_{split}.json"), entries)
+    if split == "val":
+      savemat_deterministic(os.path.join(out, "annotations", "mpii_gt_val.mat"), {
+          "headboxes_src": np.stack(head_boxes, axis=-1).reshape(2, 2, -1),
+          "pos_gt_src": np.stack([e["joints"] for e in entries], axis=-1),
+          "jnt_visible": np.stack([e["joints_vis"] for e in entries], axis=-1)})
     summary[split] = {"images": n_images, "persons": len(entries)}
   return {"splits": summary, "image_hw": [h, w], "joints": list(MPII_JOINTS)}
 

@@ -9,8 +9,9 @@ image is skipped with a warning. K comes from the file (``categories[0].keypoint
 first annotation), after ``drop_joints``.
 
 MPII records: ``image``, ``center`` [2] and ``scale`` [2] float32 (mmpose convention, scale in
-units of 200 px), ``keypoints`` [16, 3], ``image_id`` int64 (position in the list),
-``filename``. The adjustment of the mmpose reader is applied here, once: 1-based -> 0-based
+units of 200 px), ``keypoints`` [16, 3], ``head_box`` [4] float32 (x1, y1, x2, y2, from the
+optional ``mpii_gt_<split>.mat`` next to the json, NaN without it), ``image_id`` int64 (position
+in the list), ``filename``. The adjustment of the mmpose reader is applied here, once: 1-based -> 0-based
 (center and joints -1), center y += 15 * scale, scale *= 1.25.
 """
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Pose(common.HumanBenchBuilder):
           "center": tfds.features.Tensor(shape=(2,), dtype=np.float32),
           "scale": tfds.features.Tensor(shape=(2,), dtype=np.float32),
           "keypoints": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
+          "head_box": tfds.features.Tensor(shape=(4,), dtype=np.float32,
+                                           doc="x1, y1, x2, y2 pixels (0-based); NaN if none"),
           "image_id": tfds.features.Scalar(np.int64),
           "filename": tfds.features.Text(),
       })
@@ -95,6 +98,9 @@ class Pose(common.HumanBenchBuilder):
       opt = " (optional)" if split in config.optional_splits else ""
       fmt = "mmpose json list" if config.layout == "mpii" else "COCO keypoint json"
       out[ann] = f"{split} annotations, {fmt}{opt}"
+      if config.layout == "mpii":
+        out[_mpii_gt(ann)] = (f"optional: {split} head boxes (mmpose mpii_gt_{split}.mat: "
+                              "headboxes_src [2, 2, N], 1-based, json order), needed for PCKh")
       out.setdefault(f"{img}/<file_name>", "images, named as in the annotation json")
     if config.det_json:
       out[config.det_json] = "optional person detections (COCO results) on the val images"
@@ -238,6 +244,7 @@ class Pose(common.HumanBenchBuilder):
     with open(path) as f:
       anns = json.load(f)
     self.info.metadata["num_joints"] = self.builder_config.num_joints
+    head_boxes = self._mpii_head_boxes(os.path.join(root, _mpii_gt(ann_rel)), len(anns))
     for i, a in enumerate(anns):
       joints = np.asarray(a["joints"], np.float32)
       vis = np.asarray(a["joints_vis"], np.float32)
@@ -261,5 +268,26 @@ class Pose(common.HumanBenchBuilder):
       center -= 1  # MATLAB 1-based -> 0-based.
       kp = np.concatenate([joints - 1, vis[:, None]], axis=1)
       yield f"{i:08d}", {"image": img.data, "center": center, "scale": scale,
-                         "keypoints": kp.astype(np.float32), "image_id": i,
-                         "filename": os.path.join(img_rel, a["image"])}
+                         "keypoints": kp.astype(np.float32), "head_box": head_boxes[i],
+                         "image_id": i, "filename": os.path.join(img_rel, a["image"])}
+
+  @staticmethod
+  def _mpii_head_boxes(mat_path: str, n: int) -> np.ndarray:
+    """``[n, 4]`` head boxes (x1, y1, x2, y2, 0-based) from mmpose's ``mpii_gt_<split>.mat``
+    (``headboxes_src [2 corners, 2 (x, y), N]``, MATLAB 1-based, one column per json record in
+    order, as mmpose's MPII evaluation reads it); all NaN when the file is absent (train)."""
+    if not os.path.exists(mat_path):
+      return np.full((n, 4), np.nan, np.float32)
+    import scipy.io
+    boxes = np.asarray(scipy.io.loadmat(mat_path)["headboxes_src"], np.float64)
+    if boxes.shape != (2, 2, n):
+      raise ValueError(f"{mat_path}: headboxes_src has shape {boxes.shape}, expected (2, 2, {n}) "
+                       "(one head box per record of the json next to it, in order); use the "
+                       "mat file that belongs to this json.")
+    return (np.concatenate([boxes[0].T, boxes[1].T], axis=1) - 1).astype(np.float32)
+
+
+def _mpii_gt(ann_rel: str) -> str:
+  """annotations/mpii_val.json -> annotations/mpii_gt_val.mat (mmpose's file names)."""
+  folder, name = os.path.split(ann_rel)
+  return os.path.join(folder, name.replace("mpii_", "mpii_gt_").replace(".json", ".mat"))

@@ -58,6 +58,17 @@ def _image_keypoints(predictions: Mapping[str, Any]) -> np.ndarray:
   return np.asarray(predictions[key], np.float64)[..., :2]
 
 
+def _true_keypoints(batch: Mapping[str, Any]) -> np.ndarray:
+  """``[B, K, 3]`` ground truth in image pixels: ``'keypoints_image'`` (the pose eval transform's
+  field; its ``'keypoints'`` name is kept for crop-pixel uses) or else ``'keypoints'``."""
+  key = "keypoints_image" if "keypoints_image" in batch else "keypoints"
+  if key not in batch:
+    raise KeyError("pose evaluation needs the ground truth as batch['keypoints_image'] (or "
+                   "batch['keypoints']) [B, K, 3] in image pixels; the pose eval transform "
+                   "(path_jax.tasks.pose.transforms.EvalTransform) writes it.")
+  return np.asarray(batch[key], np.float64)
+
+
 # ---------------------------------------------------------------------------- COCO keypoint AP
 
 def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, vis_thr: float = 0.2
@@ -242,8 +253,8 @@ def pckh_counts(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, head_boxe
 class PCKhEvaluator:
   """MPII PCKh@0.5 (and @0.1) from head boxes in the batch.
 
-  Batch fields: ``'keypoints' [B, K, 3]`` ground truth (x, y pixels, visibility > 0 = labelled),
-  ``'head_box' [B, 4]`` (x1, y1, x2, y2 pixels). Predictions: ``'keypoints_image' [B, K, 2]`` (or
+  Batch fields: ``'keypoints_image'`` (or ``'keypoints'``) ``[B, K, 3]`` ground truth (x, y
+  pixels, visibility > 0 = labelled), ``'head_box' [B, 4]`` (x1, y1, x2, y2 pixels). Predictions: ``'keypoints_image' [B, K, 2]`` (or
   ``'keypoints'``) in the same pixels. ``result()`` gives ``'PCKh'``, ``'PCKh@0.1'`` and the
   per-part values ``'head'``, ``'shoulder'``, ... (NaN for a part with no visible joint).
   """
@@ -255,7 +266,7 @@ class PCKhEvaluator:
 
   def update(self, predictions: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
     pred = _image_keypoints(predictions)
-    gt = np.asarray(batch["keypoints"], np.float64)
+    gt = _true_keypoints(batch)
     if pred.shape[:2] != gt.shape[:2] or pred.shape[1] != self.num_joints:
       raise ValueError(f"PCKh: predictions {pred.shape} and batch['keypoints'] {gt.shape} must "
                        f"both have {self.num_joints} joints.")
@@ -263,8 +274,12 @@ class PCKhEvaluator:
       raise KeyError("PCKh needs batch['head_box'] [B, 4] (x1, y1, x2, y2), the MPII head boxes "
                      "(headboxes_src of mpii_gt_val.mat).")
     real = _real(batch, gt.shape[0])
-    vis, corr = pckh_counts(pred[real], gt[real, :, :2], gt[real, :, 2] > 0,
-                            np.asarray(batch["head_box"])[real])
+    head_box = np.asarray(batch["head_box"], np.float64)[real]
+    if not np.all(np.isfinite(head_box)):
+      raise ValueError("PCKh: some examples have no head box (NaN); the MPII builder reads them "
+                       "from annotations/mpii_gt_<split>.mat next to the json: add that file "
+                       "(mmpose's mpii_gt_val.mat) and rebuild pose/mpii.")
+    vis, corr = pckh_counts(pred[real], gt[real, :, :2], gt[real, :, 2] > 0, head_box)
     self.visible += vis
     self.correct += corr
 
@@ -293,7 +308,8 @@ class PCKhEvaluator:
 class EPEEvaluator:
   """Mean end-point error over labelled joints (Human3.6M), in keypoint units; lower is better.
 
-  Batch fields: ``'keypoints' [B, K, 3]`` ground truth (visibility > 0 = labelled).
+  Batch fields: ``'keypoints_image'`` (or ``'keypoints'``) ``[B, K, 3]`` ground truth
+  (visibility > 0 = labelled).
   Predictions: ``'keypoints_image' [B, K, 2]`` (or ``'keypoints'``) in the same unit.
   """
 
@@ -302,7 +318,7 @@ class EPEEvaluator:
 
   def update(self, predictions: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
     pred = _image_keypoints(predictions)
-    gt = np.asarray(batch["keypoints"], np.float64)
+    gt = _true_keypoints(batch)
     if pred.shape[:2] != gt.shape[:2]:
       raise ValueError(f"EPE: predictions {pred.shape} and batch['keypoints'] {gt.shape} differ.")
     real = _real(batch, gt.shape[0])

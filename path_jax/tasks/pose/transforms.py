@@ -201,7 +201,13 @@ class TrainTransform(_Base):
 
 
 class EvalTransform(_Base):
-  """``record -> {'image', 'target', 'target_weight', 'center', 'box_size', 'image_id', 'score'}``."""
+  """``record -> {'image', 'target', 'target_weight', 'center', 'box_size', 'image_id', 'score',
+  'keypoints_image'[, 'head_box']}``.
+
+  ``keypoints_image [K, 3]``: the record's keypoints in original-image pixels (visibility clipped
+  to 0/1), what the EPE and PCKh evaluators compare decoded predictions with; ``head_box [4]``
+  (x1, y1, x2, y2 pixels) is passed through when the record has one (MPII's, for PCKh).
+  """
 
   def __call__(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     image = image_ops.as_rgb(record["image"])
@@ -212,7 +218,10 @@ class EvalTransform(_Base):
     return {"image": crop, "target": target, "target_weight": weight,
             "center": center.astype(np.float32), "box_size": size.astype(np.float32),
             "image_id": np.int32(record.get("image_id", -1)),
-            "score": np.float32(record.get("score", 1.0))}
+            "score": np.float32(record.get("score", 1.0)),
+            "keypoints_image": kps.astype(np.float32),
+            **({"head_box": np.asarray(record["head_box"], np.float32).reshape(4)}
+               if "head_box" in record else {})}
 
 
 def train_transform(cfg: Mapping[str, Any]) -> TrainTransform:
