@@ -179,6 +179,37 @@ def test_mesh_shape_resolution_and_errors():
   assert m.axis_names == ("data", "fsdp", "model") and mesh_lib.batch_shards(m) == 4
 
 
+def test_multislice_device_grid_keeps_slices_together():
+  """dcn_shape: only the outer factor of an axis crosses slices (fake devices with
+  slice_index, as multi-slice TPUs report; CPU devices have none)."""
+  import dataclasses
+
+  @dataclasses.dataclass(frozen=True)
+  class FakeDevice:
+    id: int
+    slice_index: int
+    platform: str = "cpu"
+    device_kind: str = "fake"
+    process_index: int = 0
+
+  devices = [FakeDevice(i, i // 4) for i in range(8)]   # two slices of four
+  grid = mesh_lib.device_grid((-1, 2, 1), (2, 1, 1), devices)
+  assert grid.shape == (4, 2, 1)
+  slices = np.vectorize(lambda d: d.slice_index)(grid)
+  np.testing.assert_array_equal(slices[:, :, 0], [[0, 0], [0, 0], [1, 1], [1, 1]])
+  assert sorted(d.id for d in grid.ravel()) == list(range(8))
+  grid = mesh_lib.device_grid((4, 2, 1), (1, 2, 1), devices)   # fsdp crosses the slices
+  slices = np.vectorize(lambda d: d.slice_index)(grid)
+  assert (slices[:, 0] == 0).all() and (slices[:, 1] == 1).all()
+  with pytest.raises(ValueError, match="must divide"):
+    mesh_lib.device_grid((8, 1, 1), (1, 2, 1), devices)
+  with pytest.raises(ValueError, match="slice_index"):
+    mesh_lib.device_grid((8, 1, 1), (4, 1, 1), devices)
+  with pytest.raises(ValueError, match="slice_index"):   # real CPU devices: a single "slice"
+    mesh_lib.make_mesh((8, 1, 1), (2, 1, 1))
+  assert mesh_lib.make_mesh((4, 2, 1), (1, 1, 1)).shape["fsdp"] == 2
+
+
 def test_fsdp_fallback_and_replication_report():
   mesh = mesh_lib.make_mesh((1, 8, 1))
   tree = {"big": nn.Partitioned(jax.ShapeDtypeStruct((512, 1024), jnp.float32), (None, None)),

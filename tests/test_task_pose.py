@@ -239,6 +239,31 @@ def test_head_matches_torch_conv_transpose():
   np.testing.assert_allclose(np.asarray(got), x.permute(0, 2, 3, 1).numpy(), atol=1e-4)
 
 
+def test_phase_deconv_equals_dilated_conv_transpose_with_gradients():
+  """TorchDeconv (four 2x2 phase convolutions) == flax's ConvTranspose of the stride-dilated
+  input with PyTorch's padding k - 1 - p = 2, in value and in both gradients, odd grid sizes."""
+  from path_jax.tasks.pose.head import TorchDeconv
+  x = jax.random.normal(jax.random.key(0), (2, 5, 3, 7))
+  ours = TorchDeconv(4)
+  ref = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False,
+                         transpose_kernel=True)
+  params = ours.init(jax.random.key(1), x)["params"]
+  assert params["kernel"].shape == (4, 4, 4, 7)
+  assert jax.tree.map(jnp.shape, ref.init(jax.random.key(1), x)["params"]) == {
+      "kernel": (4, 4, 4, 7)}
+
+  def loss(module, p, x):
+    y = module.apply({"params": p}, x)
+    return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape) / y.size), y
+
+  (l1, y1), g1 = jax.value_and_grad(lambda p, x: loss(ours, p, x), (0, 1), has_aux=True)(params, x)
+  (l2, y2), g2 = jax.value_and_grad(lambda p, x: loss(ref, p, x), (0, 1), has_aux=True)(params, x)
+  assert y1.shape == y2.shape == (2, 10, 6, 4)
+  np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(g1[0]["kernel"], g2[0]["kernel"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(g1[1], g2[1], rtol=1e-5, atol=1e-5)
+
+
 def test_registered_task_overfits_and_zero_weight_grads_are_finite():
   task = tasks.get("pose")
   cfg = default_config()

@@ -45,23 +45,46 @@ def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
   return tuple(shape)
 
 
+def device_grid(shape: Sequence[int], dcn_shape: Sequence[int] | None,
+                devices: Sequence) -> np.ndarray:
+  """The devices arranged as the mesh ``shape`` (one ``-1`` filled).
+
+  With a ``dcn_shape`` whose product is > 1 (multi-slice TPU), each axis of size ``shape[i]`` is
+  ``dcn_shape[i]`` slices times ``shape[i] / dcn_shape[i]`` devices inside a slice (ICI), laid out
+  by ``mesh_utils.create_hybrid_device_mesh`` from each device's ``slice_index``: neighbours on
+  an axis share a slice, and only the outer factor crosses the data-centre network.
+  """
+  devices = list(devices)
+  full = resolve_shape(shape, len(devices))
+  if dcn_shape is None or math.prod(int(s) for s in dcn_shape) <= 1:
+    return np.asarray(devices, dtype=object).reshape(full)
+  from jax.experimental import mesh_utils
+  dcn = tuple(int(s) for s in dcn_shape)
+  if len(dcn) != len(AXES) or any(s < 1 for s in dcn):
+    raise ValueError(f"config.mesh.dcn_shape must be {len(AXES)} positive entries {AXES}, "
+                     f"got {list(dcn_shape)}")
+  if any(f % d for f, d in zip(full, dcn)):
+    raise ValueError(f"config.mesh.dcn_shape {dcn} must divide the mesh shape {full} axis by "
+                     f"axis")
+  slices = {getattr(d, "slice_index", None) for d in devices}
+  if None in slices or len(slices) != math.prod(dcn):
+    raise ValueError(f"config.mesh.dcn_shape {dcn} asks for {math.prod(dcn)} slices but the "
+                     f"devices report slice_index {sorted(map(str, slices))}; set dcn_shape to "
+                     f"None (or all ones) on a single slice")
+  ici = tuple(f // d for f, d in zip(full, dcn))
+  return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices)
+
+
 def make_mesh(shape: Sequence[int] = (-1, 1, 1), dcn_shape: Sequence[int] | None = None,
               devices: Sequence[jax.Device] | None = None) -> Mesh:
   """The training mesh over ``devices`` (default: all devices of all processes)."""
   devices = list(jax.devices() if devices is None else devices)
-  full = resolve_shape(shape, len(devices))
   axis_types = (AxisType.Auto,) * len(AXES)
-  if dcn_shape is not None and math.prod(dcn_shape) > 1:
-    from jax.experimental import mesh_utils
-    dcn = tuple(int(s) for s in dcn_shape)
-    if any(f % d for f, d in zip(full, dcn)):
-      raise ValueError(f"config.mesh.dcn_shape {dcn} must divide the mesh shape {full}")
-    ici = tuple(f // d for f, d in zip(full, dcn))
-    arr = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices)
-    return Mesh(arr, AXES, axis_types=axis_types)
-  if devices == list(jax.devices()):
-    return jax.make_mesh(full, AXES, axis_types=axis_types)
-  return Mesh(np.asarray(devices).reshape(full), AXES, axis_types=axis_types)
+  multislice = dcn_shape is not None and math.prod(int(s) for s in dcn_shape) > 1
+  if not multislice and devices == list(jax.devices()):
+    # jax.make_mesh orders devices for the physical topology (TPU ICI rings, GPU NVLink).
+    return jax.make_mesh(resolve_shape(shape, len(devices)), AXES, axis_types=axis_types)
+  return Mesh(device_grid(shape, dcn_shape, devices), AXES, axis_types=axis_types)
 
 
 def from_config(cfg) -> Mesh:
