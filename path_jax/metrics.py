@@ -339,16 +339,40 @@ def progress_line(step: int, total_steps: int, scalars: Mapping[str, float]) -> 
 # Analytic FLOPs.
 
 
-def flops_per_step(model: Any, datasets: Mapping[str, Mapping[str, Any]]) -> float:
+def head_forward_flops(task_name: str, cfg: Mapping[str, Any], width: int,
+                       grid: tuple[int, int], image_hw: tuple[int, int], use_cls: bool) -> float:
+  """Forward FLOPs of one image through a dataset's head (traced, not compiled: the heads have
+  no shared closed form; see :func:`path_jax.model.flops.jaxpr_flops`)."""
+  import jax
+  import jax.numpy as jnp
+  from path_jax import tasks as tasks_lib
+  from path_jax.model import flops
+
+  task = tasks_lib.get(task_name)
+  head = task.make_head(cfg)
+  tokens = jax.ShapeDtypeStruct((1, grid[0] * grid[1], width), jnp.float32)
+  cls = jax.ShapeDtypeStruct((1, width), jnp.float32) if use_cls else None
+
+  def inputs(t, c):
+    return tasks_lib.HeadInputs(tokens=t, grid=tuple(grid), image_hw=tuple(image_hw), cls=c)
+
+  variables = jax.eval_shape(lambda t, c: head.init(jax.random.key(0), inputs(t, c), train=False),
+                             tokens, cls)
+  return flops.function_flops(lambda v, t, c: head.apply(v, inputs(t, c), train=False), variables, tokens, cls)
+
+
+def flops_per_step(model: Any, datasets: Mapping[str, Mapping[str, Any]], *,
+                   heads: bool = True) -> float:
   """FLOPs of one training step (forward + backward = 3 x forward; 1 multiply-add = 2 FLOPs).
 
   ``model`` is a :class:`path_jax.model.path.PATHModel` or the ``config.model`` subtree
   (``backbone`` and ``projector``); ``datasets`` the ``config.datasets`` subtrees. Sums, over the
   datasets, ``batch_size x 3 x`` (backbone forward FLOPs of one image at the dataset's
   ``image_size``, with the cls token when its task uses it, + the projector's forward FLOPs when
-  projectors are enabled). Heads, losses and the optimizer update are left out (small next to
-  the backbone, and task-specific). The ladder projector is counted like the paper projector
-  over the same layers (its step count is one fewer block: a small over-count).
+  projectors are enabled + the head's forward FLOPs when ``heads``, traced with
+  :func:`head_forward_flops`). Losses, target matching and the optimizer update are left out.
+  The ladder projector is counted like the paper projector over the same layers (its step count
+  is one fewer block: a small over-count).
   """
   from path_jax import tasks as tasks_lib
   from path_jax.model import flops, projector as projector_lib, vit as vit_lib
@@ -381,5 +405,9 @@ def flops_per_step(model: Any, datasets: Mapping[str, Mapping[str, Any]]) -> flo
       dim = int(proj.get("dim", 0) or backbone.width // int(proj.get("reduction", 8) or 8))
       per_image += flops.projector_forward_flops(backbone.width, dim, n_layers, tokens,
                                                  mlp_ratio=int(proj.get("mlp_ratio", 4) or 4))
+    if heads:
+      p = backbone.patch_size
+      per_image += head_forward_flops(cfg["task"], cfg, backbone.width,
+                                      (-(-h // p), -(-w // p)), (h, w), use_cls)
     total += int(cfg["batch_size"]) * 3 * per_image
   return float(total)

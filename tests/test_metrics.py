@@ -238,11 +238,46 @@ def test_flops_per_step_is_the_hand_sum():
 
   cfg = _two_dataset_config(projector=True)
   want = 4 * 3 * (reid_vit + reid_proj) + 2 * 3 * (pose_vit + pose_proj)
-  got = metrics_lib.flops_per_step(cfg.model, cfg.datasets)
+  got = metrics_lib.flops_per_step(cfg.model, cfg.datasets, heads=False)
   np.testing.assert_allclose(got, want, rtol=1e-12)
   model = path.from_config(cfg)
-  np.testing.assert_allclose(metrics_lib.flops_per_step(model, cfg.datasets), want, rtol=1e-12)
+  np.testing.assert_allclose(metrics_lib.flops_per_step(model, cfg.datasets, heads=False), want,
+                             rtol=1e-12)
 
   cfg = _two_dataset_config(projector=False)
-  np.testing.assert_allclose(metrics_lib.flops_per_step(cfg.model, cfg.datasets),
+  np.testing.assert_allclose(metrics_lib.flops_per_step(cfg.model, cfg.datasets, heads=False),
                              4 * 3 * reid_vit + 2 * 3 * pose_vit, rtol=1e-12)
+  # With heads: + 3 x each head's traced forward FLOPs per image.
+  heads = sum(cfg.datasets[n].batch_size * 3 * metrics_lib.head_forward_flops(
+      cfg.datasets[n].task, cfg.datasets[n], 64, (4, s), (64, 16 * s), n == "reid")
+              for n, s in (("reid", 2), ("pose", 3)))
+  assert heads > 0
+  np.testing.assert_allclose(metrics_lib.flops_per_step(cfg.model, cfg.datasets),
+                             4 * 3 * reid_vit + 2 * 3 * pose_vit + heads, rtol=1e-12)
+
+
+def test_head_flops_are_the_hand_count():
+  """Traced head FLOPs (jaxpr_flops) equal closed forms: the pose head's two phase-form
+  deconvolutions (4 taps per output) + 1x1 conv, and the ReID classifier over padded classes."""
+  from path_jax.model import flops
+  from path_jax.tasks.pose import default_config as pose_config
+  from path_jax.tasks.reid import default_config as reid_config
+  c, (gh, gw) = 64, (4, 3)
+  pose = pose_config()
+  pose.num_joints, pose.deconv_features, pose.flip_pairs = 5, (16, 8), ((1, 2),)
+  want = (2 * (2 * gh) * (2 * gw) * 16 * c * 4            # deconv 1: 4 taps of C in, 16 out
+          + 2 * (4 * gh) * (4 * gw) * 8 * 16 * 4         # deconv 2
+          + 2 * (4 * gh) * (4 * gw) * 5 * 8)             # 1x1 to joints
+  got = metrics_lib.head_forward_flops("pose", pose, c, (gh, gw), (16 * gh, 16 * gw), False)
+  assert got == want
+  reid = reid_config()
+  reid.num_classes, reid.classes_multiple_of = 10, 8
+  got = metrics_lib.head_forward_flops("reid", reid, c, (gh, gw), (16 * gh, 16 * gw), True)
+  assert got == 2 * c * 16       # classifier kernel [C, 16] (10 classes padded to 16)
+
+  # Nested jaxprs: a scan body counts `length` times, a cond its larger branch.
+  def f(x, w):
+    y, _ = jax.lax.scan(lambda h, _: (h @ w, None), x, None, length=3)
+    return jax.lax.cond(y.sum() > 0, lambda: y @ w, lambda: y)
+  x, w = jnp.ones((2, 5)), jnp.ones((5, 5))
+  assert flops.function_flops(f, x, w) == 4 * (2 * 2 * 5 * 5)
