@@ -3,6 +3,9 @@
   python -m path_jax.suite --backbone=PRETRAIN_DIR/export --protocol=partial --workdir=DIR \\
       [--suite=humanbench|mini] [--datasets=atr,peta] [--data_dir=...] [--set train.num_steps=500]
 
+``--backbone=random_init`` finetunes from random weights of the suite's architecture (the floor
+that pretraining should raise).
+
 For each dataset of the suite (HumanBench: the 19 sets of configs/finetune/; mini: the seven
 humanbench_mini downstream sets of configs/mini_suite.py) the suite builds the dataset's
 finetuning config under the protocol, points ``finetune.init_from`` at the backbone (an export
@@ -44,6 +47,7 @@ import numpy as np  # noqa: E402
 from path_jax import paper_results  # noqa: E402
 
 SUITES = ("humanbench", "mini")
+RANDOM_INIT = "random_init"    # --backbone value: finetune from a randomly initialised backbone
 PROTOCOL_TITLES = {"full": "FT", "head": "Head FT", "partial": "Partial FT"}
 MINI_BUILD = "python -m data.humanbench_mini.build_all --data_dir={data_dir}"
 HUMANBENCH_BUILD = ("python data/build.py {name} --manual_dir=<{title} source folder, layout in "
@@ -350,11 +354,16 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
   from configs.common import PROTOCOLS
   if protocol not in PROTOCOLS:
     raise ValueError(f"--protocol={protocol!r}; use one of {PROTOCOLS}")
+  entries = select(suite_entries(suite), datasets)
+  if backbone == RANDOM_INIT:   # the floor: the suite's own architecture, random weights
+    cfg = entries[0].make_config(protocol)
+    apply_overrides(cfg, entries[0].name, overrides)
+    backbone = random_backbone_export(os.path.join(workdir, "random_init_export"),
+                                      cfg.model.backbone)
   if not backbone or not os.path.exists(backbone):
     raise FileNotFoundError(f"--backbone={backbone!r} does not exist; pass an export directory "
                             "(python -m path_jax.main --config=... --config.mode=export) or a "
-                            ".pth/.safetensors/.npz state dict")
-  entries = select(suite_entries(suite), datasets)
+                            f".pth/.safetensors/.npz state dict (or {RANDOM_INIT!r})")
   chance = (suite == "mini") if chance is None else chance
   arch = backbone_arch(backbone)
   os.makedirs(workdir, exist_ok=True)
@@ -496,7 +505,8 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string("backbone", None, "Exported backbone dir, or a .pth/.safetensors/.npz.")
+  flags.DEFINE_string("backbone", None, "Exported backbone dir, a .pth/.safetensors/.npz, or "
+                      f"'{RANDOM_INIT}' (random weights of the suite's architecture: the floor).")
   flags.DEFINE_enum("protocol", "full", ["full", "head", "partial"], "Finetuning protocol.")
   flags.DEFINE_string("workdir", None, "Where each dataset's run and the results go.")
   flags.DEFINE_enum("suite", "humanbench", list(SUITES), "Which datasets.")

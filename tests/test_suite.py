@@ -185,3 +185,44 @@ def test_chance_levels_on_every_mini_set(tiny_data):
   assert got["mini_caltech"]["MR"] > 0.8                       # random boxes miss nearly all
   for name in ("mini_shanghaitech_a", "mini_shanghaitech_b"):
     assert got[name]["mse"] >= got[name]["mae"] > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# End to end: the mini suite from a randomly initialised backbone.
+
+# Margins over chance, in the table's units (points of %, or heads for MSE), measured at 60 steps
+# per set from a random-init backbone on default-size data (see the README's suite section):
+# each holds with slack. ReID (mini_dukemtmc), detection (mini_caltech) and counting part B do
+# not beat chance from a random init in this budget (top-1 0.0 vs 3.3, MR^-2 100 vs 99.8, MSE
+# 22.2 vs 13.9 at 60 steps): for them the test checks that they ran and were scored.
+MARGINS = {"mini_atr": 30.0, "mini_peta": 5.0, "mini_mpii": 5.0, "mini_shanghaitech_a": 2.0}
+
+
+@pytest.mark.slow
+def test_mini_suite_end_to_end_beats_chance(tmp_path):
+  import ml_collections
+  from configs import demo, mini_suite
+  from data.humanbench_mini import build_all
+  data = str(tmp_path / "tfds")
+  build_all.build_all(data, only=("mini_dukemtmc", "mini_mpii", "mini_atr", "mini_peta",
+                                  "mini_caltech", "mini_shanghaitech"))
+  # A random-init export: pretraining the tiny model long enough to matter does not fit the
+  # test's budget; finetuning must then carry every metric above chance on its own.
+  arch = ml_collections.ConfigDict(dict(demo.BACKBONE))
+  backbone = suite.random_backbone_export(str(tmp_path / "export"), arch)
+  out = suite.run_suite(backbone=backbone, protocol="full", workdir=str(tmp_path / "w"),
+                        suite="mini", data_dir=data,
+                        overrides=["train.num_steps=60", "evaluate.pictures=0"])
+  recs = out["datasets"]
+  assert list(recs) == [e.name for e in suite.suite_entries("mini")]
+  assert {n for n in recs} == set(mini_suite.NAMES)
+  for name, r in recs.items():
+    assert r["status"] == "ok", (name, r.get("reason"))
+    assert np.isfinite(r["value"]) and np.isfinite(r["chance"]), name
+  for name, margin in MARGINS.items():
+    r = recs[name]
+    better = (r["chance"] - r["value"]) if r["metric"]["lower_is_better"] else (
+        r["value"] - r["chance"])
+    assert better >= margin, (name, r["value"], r["chance"], margin)
+  md = (tmp_path / "w" / "results.md").read_text()
+  assert "| chance |" in md and "mini_mpii (MPII)<br>PCKh@0.5" in md
