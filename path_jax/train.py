@@ -290,10 +290,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 def load_backbone_into(state, path: str, *, strict: bool = False):
   """Replaces the state's backbone parameters by an exported (or PyTorch) backbone, keeping the
-  state's shardings."""
+  state's shardings. The state's own (initialised) arrays are the template: with
+  ``strict=False`` a backbone leaf the file lacks keeps its initial value (the cls position of
+  the released ``wo_cls_token`` file, REFERENCE.md §1.4)."""
   from path_jax import export as export_lib
-  template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                          state.params["backbone"])
+  template = state.params["backbone"]
   loaded, arch = export_lib.load_backbone(path, template, strict=strict)
   new_bb = jax.tree.map(lambda v, t: jax.device_put(jnp.asarray(v, t.dtype), t.sharding),
                         loaded, template)

@@ -302,8 +302,11 @@ def _converted(t, width):
   ``pos_embed`` cls row (or ``cls_token_pos_embed``) as ``cls_pos_embed``, the grid as
   ``[gh, gw, C]`` (same grid: no resampling)."""
   pe = t["pos_embed"][0]
+  side = int(round(np.sqrt(pe.shape[0])))
   if "cls_token_pos_embed" in t:
     cls_pos, grid = t["cls_token_pos_embed"].reshape(width), pe
+  elif side * side == pe.shape[0]:       # wo_cls_token: no cls position in the file
+    cls_pos, grid = None, pe
   else:
     cls_pos, grid = pe[0], pe[1:]
   side = int(round(np.sqrt(grid.shape[0])))
@@ -408,3 +411,36 @@ def test_finetune_from_the_released_checkpoint(mini_data, tmp_path):
     else:          # loaded, then trained a little (Adafactor steps are lr-sized)
       assert not np.array_equal(got[k], v), k
       np.testing.assert_allclose(got[k], v, atol=0.05, err_msg=k)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_released_file_without_cls_row_keeps_the_initial_cls_position(mini_data, tmp_path, scan):
+  """The released ``wo_cls_token`` file (what the authors' evaluation configs load): ``pos_embed``
+  of gh*gw rows and MAE's ``cls_token``, no cls position. Loaded into the demo finetune state
+  (ReID: a cls token), the cls position keeps its initialisation, as in the authors' code
+  (REFERENCE.md §1.4), and every other leaf is the file's; looped or scanned blocks."""
+  torch = pytest.importorskip("torch")
+  from configs import demo
+  from path_jax import train
+  from path_jax.model import vit as vit_lib
+  from path_jax.state import create_train_state
+  width = demo.BACKBONE["width"]
+  t = _released_tensors(width, demo.BACKBONE["depth"], (14, 14), seed=11, cls_row=False)
+  f = tmp_path / "wo_cls_token.pth"
+  torch.save({"model": collections.OrderedDict((k, torch.from_numpy(v)) for k, v in t.items())},
+             f)
+  cfg = demo.get_config("finetune")
+  cfg.data_dir = mini_data
+  cfg.model.backbone.scan = scan
+  s = train.setup(cfg)
+  state, _ = create_train_state(s.model, s.make_tx, s.image_shapes, s.mesh, s.rules, seed=0)
+  init_cls_pos = np.asarray(state.params["backbone"]["cls_pos_embed"])
+  loaded = jax.device_get(train.load_backbone_into(state, str(f), strict=False).params["backbone"])
+  if scan:
+    loaded = vit_lib.scan_to_loop(loaded, demo.BACKBONE["depth"])
+  got = _flat(loaded)
+  want = _converted(t, width)
+  want["cls_pos_embed"] = init_cls_pos       # not in the file: kept from initialisation
+  assert sorted(got) == sorted(want)
+  for k, v in want.items():
+    np.testing.assert_array_equal(np.asarray(got[k]), v, err_msg=k)

@@ -155,7 +155,8 @@ def import_backbone(state_dict: Mapping[str, np.ndarray], template: Any, *,
     strict: with ``True`` (default) every unknown, missing or mis-shaped key is an error.
       ``False`` skips unknown keys (heads, decoders, MAE's decoder) with a warning, and fills
       backbone keys the checkpoint lacks (e.g. the cls position of a ``wo_cls_token`` export) from
-      ``template``, which must then hold real arrays; mis-shaped keys are always an error.
+      ``template`` (looped or scanned), which must then hold real arrays; mis-shaped keys are
+      always an error.
 
   Returns the parameter tree (numpy arrays). ``cls_token`` and a ``pos_embed`` cls row are
   dropped silently when the target has no cls token (every MAE checkpoint carries them).
@@ -239,13 +240,15 @@ def import_backbone(state_dict: Mapping[str, np.ndarray], template: Any, *,
   missing = sorted(set(shapes) - used)
   problems = []
   if missing and not strict:
-    flat_t = {k: v for k, v in _leaves(template).items()}
-    if scanned or any(not hasattr(flat_t.get(k), "__array__") for k in missing):
+    flat_t = _leaves(template)
+    kept = {k: _template_value(flat_t, k, scanned) for k in missing}
+    if any(v is None for v in kept.values()):
       problems.append(f"missing from the checkpoint ({len(missing)}): {missing}; strict=False "
-                      "fills them from the template, which needs real (initialised, looped) arrays")
+                      "fills them from the template, which needs real (initialised) arrays, "
+                      "not shapes")
     else:
-      for k in missing:
-        _set(out, k, np.asarray(flat_t[k], np.float32))
+      for k, v in kept.items():
+        _set(out, k, v.astype(np.float32))
       logging.warning("checkpoint lacks %d backbone keys, kept from initialisation: %s",
                       len(missing), missing)
     missing = []
@@ -266,6 +269,21 @@ def import_backbone(state_dict: Mapping[str, np.ndarray], template: Any, *,
     from path_jax.model.vit import loop_to_scan
     out = jax.tree.map(np.asarray, loop_to_scan(out))
   return out
+
+
+def _template_value(flat_template: Mapping[str, Any], key: str, scanned: bool):
+  """The template's value of looped leaf ``key`` (``block_i/...`` is layer i of the scanned
+  ``blocks/...`` stack), as numpy; None when the template holds shapes rather than arrays."""
+  if scanned and key.startswith("block_"):
+    head, rest = key.split("/", 1)
+    leaf = flat_template.get("blocks/" + rest)
+    layer = int(head[len("block_"):])
+  else:
+    leaf, layer = flat_template.get(key), None
+  if leaf is None or not hasattr(leaf, "__array__"):
+    return None
+  value = np.asarray(leaf)
+  return value if layer is None else value[layer]
 
 
 # ----------------------------------------------------------------------------------------------
