@@ -96,7 +96,10 @@ def bench_model(args) -> dict:
     return jnp.mean(jnp.square(tokens.astype(jnp.float32)))
 
   fwd_bwd = jax.jit(jax.grad(loss))
-  c_f, t_f = timeit(fwd, params, x, warmup=args.warmup, iters=args.iters)
+  if getattr(args, "fwd", True):
+    c_f, t_f = timeit(fwd, params, x, warmup=args.warmup, iters=args.iters)
+  else:   # forward+backward only (callers that compare step times)
+    c_f, t_f = float("nan"), float("nan")
   c_b, t_b = timeit(fwd_bwd, params, x, warmup=args.warmup, iters=args.iters)
   per_img = flops.vit_forward_flops(kw["width"], kw["depth"], kw["mlp_dim"], kw["patch_size"], h,
                                     w, cls_token=args.cls)
@@ -177,6 +180,8 @@ def bench_step(args) -> dict:
     cfg.model.backbone.dtype = args.dtype
   if args.remat:
     cfg.model.backbone.remat = True
+  if args.scan:
+    cfg.model.backbone.scan = True
   model = path_lib.from_config(cfg)
   rules = rules_lib.rules_from_config(cfg.mesh)
   shapes = {n: tuple(cfg.datasets[n].image_size) for n in cfg.datasets}
@@ -237,7 +242,9 @@ def _step_parser(p: argparse.ArgumentParser) -> None:
                  help="divide every dataset's batch size (kept a multiple of the batch shards)")
   p.add_argument("--only", default="", help="comma-separated dataset names to keep")
   p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"])
-  p.add_argument("--remat", action="store_true")
+  p.add_argument("--remat", action="store_true",
+                 help="recompute blocks in the backward pass (bounds memory only with --scan)")
+  p.add_argument("--scan", action="store_true", help="scanned backbone blocks")
   p.add_argument("--iters", type=int, default=5)
 
 

@@ -229,6 +229,12 @@ class ViT(nn.Module):
   first when ``use_cls``). ``out`` holds ``'features'`` ``[L+1, B, (1+) Hp*Wp, C]``: the embedded
   tokens (patches + position) followed by every block's output (un-normed), for the projector;
   ``'grid'`` ``(Hp, Wp)`` and ``'image_hw'`` ``(H, W)`` as static ints.
+
+  ``remat`` recomputes each block in the backward pass. Use it with ``scan=True``: the scanned
+  loop forces one block's recomputation at a time, whereas XLA:CPU schedules the looped blocks'
+  recomputations together and keeps every block's attention logits (measured for B/16 at
+  800x1333, batch 1, forward+backward temporaries: 37.2 GB looped+remat, 36.6 GB without remat,
+  3.8 GB scanned+remat).
   """
   width: int = 768
   depth: int = 12

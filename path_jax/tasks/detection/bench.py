@@ -4,6 +4,11 @@
 times the jitted ``value_and_grad`` of :func:`detection_loss` on random head outputs and random
 ground truths (every box slot valid, plus a few ignore regions), after one warm-up call, and
 prints the median time per call in milliseconds.
+
+With ``--backbone B/16`` it also times the backbone's forward+backward at ``--size`` (default
+800x1333, the detection input) and batch ``--batch`` on the same machine, with remat and scanned
+blocks (the only combination whose memory stays bounded on XLA:CPU), and reports the matcher's
+share of the two together: the issue's target is under 10%.
 """
 from __future__ import annotations
 
@@ -66,12 +71,38 @@ def run(args=None) -> dict:
         f"median {result['detection_loss_grad_ms']:.2f} ms, min "
         f"{result['detection_loss_grad_min_ms']:.2f} ms (first call incl. compile "
         f"{compile_s:.2f} s)")
+  if getattr(args, "backbone", ""):
+    result.update(_compare_backbone(args, opts["batch"], result["detection_loss_grad_ms"]))
   return result
+
+
+def _compare_backbone(args, batch: int, loss_ms: float) -> dict:
+  """Times the backbone step at the detection input size and returns the matcher's share."""
+  import types
+
+  from path_jax import bench as bench_lib   # lazy: path_jax.bench imports this module lazily
+  margs = types.SimpleNamespace(variant=args.backbone, size=args.size, batch=batch,
+                                dtype=args.dtype, cls=False, remat=True, scan=True,
+                                attention=None, iters=args.backbone_iters, warmup=1,
+                                fwd=False)
+  res = bench_lib.bench_model(margs)
+  step_ms = res["fwd_bwd_ms"]
+  share = loss_ms / (loss_ms + step_ms)
+  print(f"backbone {args.backbone} forward+backward at {args.size} batch {batch} "
+        f"({args.dtype}, remat+scan): {step_ms:.0f} ms; matcher+loss share of the step: "
+        f"{100 * share:.2f}% (target < 10%)")
+  return {"backbone": args.backbone, "backbone_size": args.size,
+          "backbone_fwd_bwd_ms": step_ms, "backbone_mfu_fwd_bwd": res["mfu_fwd_bwd"],
+          "matcher_share_of_step": share}
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
   for k, v in DEFAULTS.items():
     parser.add_argument(f"--{k}", type=int, default=v)
+  parser.add_argument("--backbone", default="", help="also time this ViT variant (e.g. B/16)")
+  parser.add_argument("--size", default="800x1333", help="HxW of the backbone comparison")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--backbone_iters", type=int, default=2)
 
 
 def main(argv=None) -> dict:
