@@ -85,6 +85,13 @@ def check_config(cfg: ml_collections.ConfigDict, mesh) -> None:
     raise ValueError(f"config.mode={cfg.mode!r}; use one of {MODES}")
   if cfg.finetune.protocol not in PROTOCOLS:
     raise ValueError(f"config.finetune.protocol={cfg.finetune.protocol!r}; use one of {PROTOCOLS}")
+  if cfg.mode != "pretrain" and cfg.finetune.protocol == "partial":
+    from path_jax import export as export_lib
+    depth = export_lib.arch_from_config(cfg.model.backbone)["depth"]
+    if not 0 <= int(cfg.finetune.open_last) <= depth:
+      raise ValueError(f"config.finetune.open_last={cfg.finetune.open_last}: protocol 'partial' "
+                       f"opens the last N of the backbone's {depth} blocks, so N must lie in "
+                       f"0..{depth} (config.model.backbone.depth)")
   if not len(cfg.datasets):
     raise ValueError("config.datasets is empty: add at least one dataset subtree")
   shards = mesh_lib.batch_shards(mesh)

@@ -184,6 +184,19 @@ def _opt_state_params(opt_state, top_keys):
   return out
 
 
+def _check_opt_state(state, protocol, open_last):
+  """Optimiser state: none for a fully frozen leaf, some for every leaf that trains (heads and
+  open backbone leaves; a scanned stack with any open layer keeps state for the whole stack)."""
+  with_state = _opt_state_params(state.opt_state, set(state.params))
+  others = {p for p in _flat(state.params) if not p.startswith("backbone/")}
+  assert {p for p in with_state if not p.startswith("backbone/")} == others
+  with_state = {p.split("/", 1)[1] for p in with_state if p.startswith("backbone/")}
+  for path in _flat(state.params["backbone"]):
+    open_ = bool(np.any(_layer_open(path, protocol, open_last)))
+    assert (path in with_state) == open_, (f"{protocol} N={open_last}: {path} "
+                                           f"{'lacks' if open_ else 'holds'} optimiser state")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scan,protocol,open_last", [
     (False, "head", 2), (False, "partial", 2), (False, "full", 2), (True, "partial", 1)])
@@ -210,15 +223,23 @@ def test_protocol_trains_exactly_the_open_leaves(mini_data, exported, tmp_path, 
   assert heads and sorted(heads) == sorted(heads0)
   assert all(not np.array_equal(heads[k], heads0[k]) for k in heads), [
       k for k in heads if np.array_equal(heads[k], heads0[k])]
-  # Optimiser state: none for a fully frozen leaf; every trainable leaf has some.
-  with_state = _opt_state_params(state.opt_state, set(state.params))
-  assert {p for p in with_state if not p.startswith("backbone/")} == set(heads)
-  with_state = {p.split("/", 1)[1] for p in with_state if p.startswith("backbone/")}
-  bb_paths = set(_flat(state.params["backbone"]))
-  for path in bb_paths:
-    open_ = np.any(_layer_open(path, protocol, open_last))
-    assert (path in with_state) == bool(open_), (path, protocol, open_)
+  _check_opt_state(state, protocol, open_last)
   print(f"{protocol} N={open_last} scan={scan}: {len(changed)} changed, {len(same)} identical")
+
+
+def test_partial_open_last_beyond_the_depth_names_the_field(tmp_path):
+  from configs import demo
+  from path_jax import train
+  from path_jax.parallel import mesh as mesh_lib
+  cfg = demo.get_config("finetune")
+  cfg.data_dir = str(tmp_path / "nothing")
+  cfg.finetune.open_last = DEPTH + 1
+  train.apply_protocol(cfg)
+  with pytest.raises(ValueError, match=r"config.finetune.open_last=5.*0\.\.4"):
+    train.check_config(cfg, mesh_lib.from_config(cfg.mesh))
+  cfg.finetune.open_last = DEPTH        # every block open: allowed
+  with pytest.raises(ValueError, match="nothing"):      # the missing data comes next
+    train.check_config(cfg, mesh_lib.from_config(cfg.mesh))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -404,8 +425,9 @@ def test_finetune_from_the_released_checkpoint(mini_data, tmp_path):
   got = _flat(state.params["backbone"])
   assert sorted(got) == sorted(want)
   assert cfg.finetune.protocol == "partial" and cfg.finetune.open_last == 2
+  _check_opt_state(state, "partial", 2)
   for k, v in want.items():
-    frozen = not (k.startswith(("block_2/", "block_3/", "norm/")))
+    frozen = not _layer_open(k, "partial", 2)
     if frozen:     # untouched since the load: exactly the converted tensor
       np.testing.assert_array_equal(got[k], v, err_msg=k)
     else:          # loaded, then trained a little (Adafactor steps are lr-sized)
