@@ -42,7 +42,7 @@ def mini_data(tmp_path_factory):
 
 
 def _finetune_config(data_dir, *, protocol="partial", open_last=2, scan=False, init_from="",
-                     steps=STEPS, evaluate=False, width=32):
+                     width=32):
   """The demo finetune config, cut down: the ReID set alone (its head reads the cls token, so
   every backbone leaf gets a gradient), a narrow backbone of the demo's depth, a constant
   learning rate (no zero-lr warm-up step), one checkpoint at the end."""
@@ -51,17 +51,16 @@ def _finetune_config(data_dir, *, protocol="partial", open_last=2, scan=False, i
   cfg.data_dir = data_dir
   del cfg.datasets["mini_peta"]
   cfg.datasets.mini_dukemtmc.batch_size = 8       # P x K = 2 x 4 of the tiny data's identities
-  if not evaluate:
-    cfg.datasets.mini_dukemtmc.eval_split = ""
+  cfg.datasets.mini_dukemtmc.eval_split = ""      # parameters are compared, not evaluated
   cfg.evaluate.pictures = 0
   assert cfg.model.backbone.depth == DEPTH
   cfg.model.backbone.update(width=width, num_heads=2, mlp_dim=2 * width, scan=scan)
   cfg.finetune.protocol = protocol
   cfg.finetune.open_last = open_last
   cfg.finetune.init_from = init_from
-  cfg.train.num_steps = steps
+  cfg.train.num_steps = STEPS
   cfg.train.log_every = 1
-  cfg.train.checkpoint_every = steps
+  cfg.train.checkpoint_every = STEPS
   cfg.optimizer.schedule.name = "constant"
   return cfg
 
@@ -202,6 +201,9 @@ def _check_opt_state(state, protocol, open_last):
     (False, "head", 2), (False, "partial", 2), (False, "full", 2), (True, "partial", 1)])
 def test_protocol_trains_exactly_the_open_leaves(mini_data, exported, tmp_path, scan, protocol,
                                                  open_last):
+  """train.run finetuning from the export under each protocol; the final checkpoint's backbone
+  against the export leaf by leaf (slice by slice for scanned stacks), heads against their
+  initialisation, and the optimiser state of frozen leaves."""
   from path_jax import train
   export_dir, start = exported
   cfg = _finetune_config(mini_data, protocol=protocol, open_last=open_last, scan=scan,
@@ -219,7 +221,8 @@ def test_protocol_trains_exactly_the_open_leaves(mini_data, exported, tmp_path, 
   changed, same = _check_backbone(state.params["backbone"], start, protocol, open_last)
   # The heads always train.
   heads = {k: v for k, v in _flat(state.params).items() if not k.startswith("backbone/")}
-  heads0 = {k: v for k, v in _flat(_initial_params(cfg)).items() if not k.startswith("backbone/")}
+  heads0 = {k: v for k, v in _flat(_initial_params(cfg)).items()
+            if not k.startswith("backbone/")}
   assert heads and sorted(heads) == sorted(heads0)
   assert all(not np.array_equal(heads[k], heads0[k]) for k in heads), [
       k for k in heads if np.array_equal(heads[k], heads0[k])]
