@@ -16,10 +16,16 @@ then sorted by score and, with N = number of non-ignore ground truths and I = nu
   makes MR 0; no kept detection at all makes it 1.
 * ``'recall'``: the recall after all kept detections.
 
-``protocol='caltech_heavy'`` evaluates the Caltech heavy-occlusion subset: ground truths with a
-visible fraction outside ``visible_range`` [0.2, 0.65] or a height outside ``height_range``
-(pixels, Caltech's [50, inf)) become ignore regions; detections are unchanged. This needs the
-per-box visible fraction (visible area / full-box area, in [0, 1]) as ``batch['visible_ratio']``.
+``protocol='caltech_heavy'`` evaluates the Caltech heavy-occlusion subset ('Heavy occl.' of the
+Caltech toolkit's ``dbEval``): ground truths with a visible fraction outside ``visible_range``
+[0.2, 0.65] or a height outside ``height_range`` (pixels, Caltech's [50, inf)) become ignore
+regions, exactly as the toolkit turns boxes outside a subset into ignore boxes (``bbGt``
+``hRng`` / ``vRng``); detections are unchanged, so a detection on such a person is dropped by
+the IoA rule above instead of counting as a false positive, and N counts only the subset. The
+height is that of the ground-truth box in original-image pixels as the batch gives it (clipped
+to the image by the builder). This needs the per-box visible fraction (visible area / full-box
+area, in [0, 1]; the detection builder's ``visible_ratio``, passed on by the eval transform) as
+``batch['visible_ratio']``; NaN (a box without visibility annotation) is an error.
 
 Ties in score are broken by image id, then by the detection's position within its image, so the
 result does not depend on update or merge order when ``batch['image_id']`` is given.
@@ -167,8 +173,21 @@ class Evaluator:
     if self.protocol == "caltech_heavy":
       if visible_ratio is None:
         raise KeyError("detection protocol 'caltech_heavy' needs the per-box visible fraction "
-                       "(batch['visible_ratio'] [B, G], visible area / box area).")
+                       "(batch['visible_ratio'] [B, G], visible area / box area); the detection "
+                       "eval transform passes it when the prepared dataset has the field: "
+                       "rebuild it with the current data/detection builder (data/build.py "
+                       "--overwrite).")
       vis = np.asarray(visible_ratio, np.float64).reshape(-1)
+      if vis.shape[0] != gt.shape[0]:
+        raise ValueError(f"caltech_heavy: {vis.shape[0]} visible ratios for {gt.shape[0]} "
+                         "ground-truth boxes; batch['visible_ratio'] must align with "
+                         "batch['boxes'].")
+      if np.isnan(vis).any():
+        raise ValueError("caltech_heavy: some person boxes have no visible fraction (NaN): "
+                         "their annotation lacks 'vis_bbox' / 'vis_ratio' (COCO json) or "
+                         "'vbox' (.odgt). Add the visible boxes to the annotation file and "
+                         "rebuild the dataset (data/build.py), or evaluate with "
+                         "eval_protocol='crowdhuman'.")
       height = gt[:, 3] - gt[:, 1]
       inside = ((vis >= self.visible_range[0]) & (vis <= self.visible_range[1])
                 & (height >= self.height_range[0]) & (height <= self.height_range[1]))

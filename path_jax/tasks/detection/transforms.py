@@ -17,7 +17,10 @@ Targets (detection package's batch fields): ``boxes [G, 4]`` normalised cxcywh b
 image size ``image_hw``, ``box_mask [G]``; ignore regions likewise in ``ignore_boxes [I, 4]`` /
 ``ignore_mask [I]``. Persons beyond ``max_boxes`` become ignore regions while there is room
 (no loss either way, rather than being taught as background); beyond that they are dropped.
-Eval examples add ``orig_hw`` (the record's image size) for decoding to original pixels.
+Eval examples add ``orig_hw`` (the record's image size) for decoding to original pixels and,
+when the record has the builder's ``visible_ratio``, ``visible_ratio [G]`` float32 aligned with
+``boxes`` (0 in empty slots): the visible fraction of each person, which Caltech's
+heavy-occlusion evaluation selects on.
 """
 from __future__ import annotations
 
@@ -84,10 +87,14 @@ class _Base:
     self.max_ignore = int(_opt(cfg, "max_ignore"))
 
   def _finish(self, image: np.ndarray, region: tuple[float, float, float, float],
-              out_hw: tuple[int, int], boxes: np.ndarray, ignore: np.ndarray
-              ) -> dict[str, np.ndarray]:
+              out_hw: tuple[int, int], boxes: np.ndarray, ignore: np.ndarray,
+              person_values: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Resamples ``region`` (x0, y0, x1, y1 of the original image) to ``out_hw`` (shrunk to the
-    canvas if needed), pads, and maps boxes given in original coordinates."""
+    canvas if needed), pads, and maps boxes given in original coordinates.
+
+    ``person_values [P]`` (one per person box, e.g. the visible ratio) follow the persons that
+    keep a slot and come back padded as ``'person_values' [G]`` float32.
+    """
     oh, ow = out_hw
     fit = min(1.0, self.canvas[0] / oh, self.canvas[1] / ow)
     if fit < 1.0:
@@ -99,9 +106,10 @@ class _Base:
     def place(b):
       b = (b.reshape(-1, 4) - shift) * scale
       b = np.clip(b, 0.0, np.array([ow, oh, ow, oh], np.float64))
-      return b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+      keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+      return b[keep], keep
 
-    persons, ignores = place(boxes), place(ignore)
+    (persons, kept), (ignores, _) = place(boxes), place(ignore)
     # Persons that do not fit the static slots become ignore regions (no loss), not background.
     ignores = np.concatenate([ignores, persons[self.max_boxes:]], axis=0)
     persons = persons[:self.max_boxes]
@@ -109,13 +117,23 @@ class _Base:
     canvas = image_ops.pad_crop(resized, self.canvas, 0, 0, 0)
     b, bm = _pad(_cxcywh(persons, (oh, ow)), self.max_boxes)
     ib, im = _pad(_cxcywh(ignores, (oh, ow)), self.max_ignore)
-    return {"image": canvas, "boxes": b, "box_mask": bm, "ignore_boxes": ib, "ignore_mask": im,
-            "image_hw": np.array([oh, ow], np.int32)}
+    out = {"image": canvas, "boxes": b, "box_mask": bm, "ignore_boxes": ib, "ignore_mask": im,
+           "image_hw": np.array([oh, ow], np.int32)}
+    if person_values is not None:
+      values = np.asarray(person_values, np.float32).reshape(-1)[kept][:self.max_boxes]
+      out["person_values"] = np.zeros((self.max_boxes,), np.float32)
+      out["person_values"][:len(values)] = values
+    return out
+
+
+def _ignore_flags(record) -> np.ndarray:
+  n = np.asarray(record["boxes"]).reshape(-1, 4).shape[0]
+  return np.asarray(record.get("is_ignore", np.zeros(n, bool)), bool).reshape(-1)
 
 
 def _boxes(record) -> tuple[np.ndarray, np.ndarray]:
   boxes = np.asarray(record["boxes"], np.float64).reshape(-1, 4)
-  ignore = np.asarray(record.get("is_ignore", np.zeros(len(boxes), bool)), bool).reshape(-1)
+  ignore = _ignore_flags(record)
   return boxes[~ignore], boxes[ignore]
 
 
@@ -170,8 +188,20 @@ class EvalTransform(_Base):
     image = image_ops.as_rgb(record["image"])
     persons, ignore = _boxes(record)
     h, w = image.shape[:2]
+    visible = None
+    if "visible_ratio" in record:
+      ratio = np.asarray(record["visible_ratio"], np.float32).reshape(-1)
+      flags = _ignore_flags(record)
+      if ratio.shape != flags.shape:
+        raise ValueError(f"detection record {record.get('image_id', '?')!r}: visible_ratio has "
+                         f"{ratio.size} values for {flags.size} boxes; rebuild the dataset with "
+                         "data/build.py.")
+      visible = ratio[~flags]
     out = self._finish(image, (0.0, 0.0, float(w), float(h)),
-                       size_with_max((h, w), self.scale, self.max_size), persons, ignore)
+                       size_with_max((h, w), self.scale, self.max_size), persons, ignore,
+                       person_values=visible)
+    if visible is not None:
+      out["visible_ratio"] = out.pop("person_values")
     out["orig_hw"] = np.array([h, w], np.int32)
     return out
 
