@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from typing import Any, Mapping
 
@@ -27,11 +28,62 @@ from path_jax.input import global_batch, sources
 FLIP_OUTPUTS = {"pose": "heatmaps", "parsing": "logits"}
 
 
-def make_evaluator(task: str, cfg: Mapping[str, Any]):
-  """The task's evaluator for a dataset config (``eval_metric`` chooses pose's metric)."""
+# Pose datasets scored with COCO keypoint AP: OKS sigmas by joint count when the dataset config
+# does not name them (``oks_sigmas``: 'coco', 'aic' or a list).
+OKS_SIGMAS_BY_JOINTS = {17: "coco", 14: "aic"}
+# The ground truth of a COCO-style pose split, written by data/pose/builder.py (GT_FILE) into
+# the prepared dataset's version folder (training never imports the builders).
+COCO_GT_FILE = "coco_gt_{split}.json"
+
+
+def coco_gt_path(cfg: Mapping[str, Any], data_dir: str | None = None,
+                 split: str | None = None) -> str:
+  """The ground-truth file that COCO keypoint AP of ``split`` is scored against.
+
+  The pose builder writes :data:`COCO_GT_FILE` into the prepared dataset's folder; detections
+  (split ``'val_dets'``) are scored against ``'val'``. Raises FileNotFoundError naming the file
+  and the command that writes it.
+  """
+  name = str(cfg.get("eval_tfds_name", "") or cfg.tfds_name)
+  data_dir = str(data_dir or cfg.get("data_dir", "") or "")
+  split = str(split or cfg.get("eval_split", "") or "val")
+  if "+" in split:
+    raise ValueError(f"COCO keypoint AP evaluates one split, got eval_split={split!r} for "
+                     f"{name!r}; set the dataset config's eval_split to 'val' or 'val_dets'.")
+  gt_split = split[:-len("_dets")] if split.endswith("_dets") else split
+  path = os.path.join(sources.dataset_dir(name, data_dir),
+                      COCO_GT_FILE.format(split=gt_split))
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"COCO keypoint AP of {name!r} split {split!r} needs the ground truth {path}, which the "
+        f"pose builder writes; rebuild the dataset: python data/build.py {name} "
+        f"--manual_dir=<its source folder> --data_dir={data_dir} --overwrite")
+  return path
+
+
+def make_evaluator(task: str, cfg: Mapping[str, Any], *, data_dir: str | None = None,
+                   split: str | None = None):
+  """The task's evaluator for a dataset config (``eval_metric`` chooses pose's metric).
+
+  Pose ``'coco_ap'`` reads its ground truth from the prepared data (:func:`coco_gt_path`;
+  ``data_dir`` and ``split`` default to the config's ``data_dir`` and ``eval_split``) and takes
+  the OKS sigmas from ``oks_sigmas`` or else the joint count (17: COCO's, 14: AIC's).
+  """
   module = importlib.import_module(f"path_jax.tasks.{task}.evaluator")
   if task == "pose":
-    return module.Evaluator(str(cfg.get("eval_metric", None) or "epe"))
+    metric = str(cfg.get("eval_metric", None) or "epe")
+    if metric != "coco_ap":
+      return module.Evaluator(metric)
+    sigmas = cfg.get("oks_sigmas", None)
+    if sigmas is None:
+      joints = cfg.get("num_joints", None)
+      if joints not in OKS_SIGMAS_BY_JOINTS:
+        raise ValueError(f"COCO keypoint AP needs OKS sigmas for {joints} joints; set "
+                         f"config.datasets.<name>.oks_sigmas ('coco', 'aic' or one per joint).")
+      sigmas = OKS_SIGMAS_BY_JOINTS[joints]
+    elif not isinstance(sigmas, str):
+      sigmas = np.asarray(sigmas, np.float64)
+    return module.Evaluator(metric, gt=coco_gt_path(cfg, data_dir, split), sigmas=sigmas)
   if task == "detection":
     return module.Evaluator(cfg, protocol=str(cfg.get("eval_protocol", None) or "crowdhuman"))
   return module.Evaluator(cfg)
@@ -75,7 +127,7 @@ def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_d
   local_shards = max(1, shards // jax.process_count())
   per_host = max(local_shards, per_host - per_host % local_shards)
   predict = make_predict_fn(model, name, task, cfg, rules)
-  evaluator = make_evaluator(task, cfg)
+  evaluator = make_evaluator(task, cfg, data_dir=data_dir, split=split)
   samples: dict[str, list] = {"batch": [], "predictions": []}
   kept = 0
   t0 = time.perf_counter()

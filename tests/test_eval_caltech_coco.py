@@ -217,3 +217,135 @@ def test_caltech_heavy_mr_end_to_end_perfect_predictions(heavy_caltech):
                                   lambda i: other.get(i, []))
   assert all_gt["num_gt"] == n_heavy + sum(map(len, other.values()))
   assert all_gt["recall"] == pytest.approx(1 - n_heavy / all_gt["num_gt"])
+
+
+# ---- Pose: COCO keypoint AP through the program's evaluator ---------------------------------------
+
+@pytest.fixture(scope="module")
+def mini_coco(tmp_path_factory):
+  from data.humanbench_mini import build_all
+  data_dir = str(tmp_path_factory.mktemp("mini_coco_tfds"))
+  index = build_all.build_all(data_dir, size="tiny", only=("mini_coco",))
+  with open(os.path.join(index["sources"], "pose", "mini_coco", "annotations",
+                         "person_keypoints_val2017.json")) as f:
+    return data_dir, json.load(f)
+
+
+def _coco_cfg(data_dir, split="val"):
+  """mini_coco as a downstream COCO set: the mini suite's pose settings, 17 joints, coco_ap."""
+  from configs import common, humanbench, mini_suite
+  cfg = mini_suite.get_config("dataset=mini_mpii")
+  d = common.dataset("pose", "pose/coco", batch_size=8, eval_split=split, image_size=(128, 96),
+                     deconv_features=(32, 32), num_joints=17, flip_pairs=humanbench.COCO_FLIP_PAIRS,
+                     upper_body_ids=humanbench.COCO_UPPER_BODY, flip_test=False)
+  d.eval_metric = "coco_ap"
+  d.eval_tfds_name = ""
+  d.data_dir = data_dir
+  cfg.datasets = ml_collections.ConfigDict({"mini_coco": d})
+  cfg.data_dir = data_dir
+  return cfg
+
+
+def test_pose_builder_writes_the_coco_ground_truth(mini_coco):
+  data_dir, coco = mini_coco
+  path = eval_lib.coco_gt_path(_coco_cfg(data_dir).datasets.mini_coco)
+  assert path == os.path.join(data_dir, "pose", "coco", "1.0.0", "coco_gt_val.json")
+  with open(path) as f:
+    gt = json.load(f)
+  assert [im["id"] for im in gt["images"]] == sorted(im["id"] for im in coco["images"])
+  src = {a["id"]: a for a in coco["annotations"]}
+  assert sorted(a["id"] for a in gt["annotations"]) == sorted(src)
+  for a in gt["annotations"]:
+    s = src[a["id"]]
+    np.testing.assert_allclose(a["keypoints"], s["keypoints"])
+    assert (a["num_keypoints"], a["iscrowd"], a["area"]) == (s["num_keypoints"], 0, s["area"])
+    np.testing.assert_allclose(a["bbox"], s["bbox"])
+  assert "segmentation" not in gt["annotations"][0]
+  assert gt["categories"][0]["keypoints"] == coco["categories"][0]["keypoints"]
+  assert eval_lib.coco_gt_path(_coco_cfg(data_dir, "val_dets").datasets.mini_coco) == path
+  with pytest.raises(FileNotFoundError, match="coco_gt_train.json.*data/build.py pose/coco"):
+    eval_lib.coco_gt_path(_coco_cfg(data_dir).datasets.mini_coco, split="train")
+
+
+def _pose_batches(cfg):
+  d = cfg.datasets.mini_coco
+  source = sources.open_source("pose/coco", "val", d.data_dir)
+  return list(eval_input.eval_iterator_for("pose", d, source, 8))
+
+
+def test_coco_ap_of_perfect_keypoints_is_one(mini_coco):
+  """Ground-truth keypoints through the program's COCO evaluator: AP 1; shifted by a quarter of
+  each person's box they score lower; the sigmas follow the joint count."""
+  data_dir, coco = mini_coco
+  cfg = _coco_cfg(data_dir)
+  d = cfg.datasets.mini_coco
+  perfect, shifted = eval_lib.make_evaluator("pose", d), eval_lib.make_evaluator("pose", d)
+  np.testing.assert_allclose(perfect.sigmas[:3], [0.026, 0.025, 0.025])
+  n = 0
+  for batch in _pose_batches(cfg):
+    kp = np.asarray(batch["keypoints_image"], np.float64)
+    scores = np.ones(kp.shape[:2])
+    perfect.update({"keypoints_image": kp[..., :2], "scores": scores}, batch)
+    off = 0.25 * np.asarray(batch["box_size"], np.float64)[:, None, :] * np.array([1.0, 0.0])
+    shifted.update({"keypoints_image": kp[..., :2] + off, "scores": scores}, batch)
+    n += int(batch["mask"].sum())
+  assert n == sum(a["num_keypoints"] > 0 for a in coco["annotations"])
+  assert perfect.result()["AP"] == 1.0 and perfect.result()["AR"] == 1.0
+  assert shifted.result()["AP"] < 0.5
+  with d.unlocked():
+    d.num_joints = 14
+  assert eval_lib.make_evaluator("pose", d).sigmas.size == 14   # AIC's
+  with d.unlocked():
+    d.num_joints = 15
+  with pytest.raises(ValueError, match="oks_sigmas"):
+    eval_lib.make_evaluator("pose", d)
+
+
+def test_coco_ap_of_target_heatmaps_through_decode(mini_coco):
+  """The eval transform's own target heatmaps as the head output, decoded by the pose task
+  (UDP + DARK, crop -> image pixels): the program path minus the network. Joints inside the
+  crops are recovered, so AP is close to 1."""
+  import jax.numpy as jnp
+  from path_jax import tasks as tasks_lib
+  data_dir, _ = mini_coco
+  cfg = _coco_cfg(data_dir)
+  d = cfg.datasets.mini_coco
+  task = tasks_lib.get("pose")
+  ev = eval_lib.make_evaluator("pose", d)
+  for batch in _pose_batches(cfg):
+    out = task.decode({"heatmaps": jnp.asarray(batch["target"])},
+                      {k: jnp.asarray(batch[k]) for k in ("image", "center", "box_size")}, d)
+    ev.update({k: np.asarray(v) for k, v in out.items()}, batch)
+  ap = ev.result()["AP"]
+  assert 0.95 < ap <= 1.0
+
+
+# ---- A tiny random-init model through evaluate_dataset (the program's evaluation) ---------------
+
+def _evaluate_untrained(cfg, name):
+  from path_jax import train
+  from path_jax.state import create_train_state
+  s = train.setup(cfg)
+  state, _ = create_train_state(s.model, s.make_tx, s.image_shapes, s.mesh, s.rules, seed=0)
+  d = cfg.datasets[name]
+  return eval_lib.evaluate_dataset(s.model, state.params, state.batch_stats, name, d,
+                                   mesh=s.mesh, data_dir=d.data_dir, rules=s.rules)[0]
+
+
+def test_untrained_pose_model_gets_a_finite_coco_ap(mini_coco):
+  data_dir, coco = mini_coco
+  metrics = _evaluate_untrained(_coco_cfg(data_dir), "mini_coco")
+  assert 0.0 <= metrics["AP"] < 0.5 and np.isfinite(metrics["AR"])
+  assert metrics["num_examples"] == sum(a["num_keypoints"] > 0 for a in coco["annotations"])
+
+
+def test_untrained_detector_gets_a_finite_heavy_mr(heavy_caltech):
+  from configs import mini_suite
+  data_dir, coco = heavy_caltech
+  cfg = mini_suite.get_config("dataset=mini_caltech")
+  cfg.data_dir = data_dir
+  cfg.datasets.mini_caltech.eval_protocol = "caltech_heavy"
+  metrics = _evaluate_untrained(cfg, "mini_caltech")
+  heavy, _ = _heavy_subset(coco)
+  assert metrics["num_gt"] == sum(map(len, heavy.values()))
+  assert 0.5 < metrics["MR"] <= 1.0 and metrics["num_images"] == len(coco["images"])

@@ -8,6 +8,14 @@ Crowd, keypoint-less and degenerate boxes are dropped (counted); a box entirely 
 image is skipped with a warning. K comes from the file (``categories[0].keypoints`` or the
 first annotation), after ``drop_joints``.
 
+For every COCO-style split but 'train' the builder also writes the split's ground truth, as
+``COCOeval`` needs it, next to the prepared data: ``<version folder>/coco_gt_<split>.json``
+(:data:`GT_FILE`), a COCO keypoint json of every image and every person annotation (crowd and
+keypoint-less ones included: COCOeval ignores them, and detections on them must not count as
+false positives), with ``drop_joints`` removed and ``num_keypoints`` recounted, ``area`` and
+``iscrowd`` filled where absent, segmentations left out. Keypoint AP (split 'val' on
+ground-truth boxes, 'val_dets' on person detections) is scored against it.
+
 MPII records: ``image``, ``center`` [2] and ``scale`` [2] float32 (mmpose convention, scale in
 units of 200 px), ``keypoints`` [16, 3], ``head_box`` [4] float32 (x1, y1, x2, y2, from the
 optional ``mpii_gt_<split>.mat`` next to the json, NaN without it), ``image_id`` int64 (position
@@ -24,6 +32,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data import common
+
+# The ground-truth file of a COCO-style split, in the prepared dataset's version folder
+# (path_jax.evaluate.COCO_GT_FILE reads it).
+GT_FILE = "coco_gt_{split}.json"
 
 
 @dataclasses.dataclass
@@ -127,6 +139,8 @@ class Pose(common.HumanBenchBuilder):
         out[split] = self._mpii(root, ann, img)
       else:
         out[split] = self._coco(root, ann, img)
+        if split != "train":
+          self._write_coco_gt(os.path.join(root, ann), split)
         if split == "val" and c.det_json and os.path.exists(os.path.join(root, c.det_json)):
           out["val_dets"] = self._dets(root, ann, img, c.det_json)
     return out
@@ -195,6 +209,40 @@ class Pose(common.HumanBenchBuilder):
             "image": img.data, "bbox": box, "keypoints": kp, "image_id": im["id"],
             "instance_id": a["id"], "area": float(a.get("area", box[2] * box[3])),
             "score": 1.0, "filename": os.path.join(img_rel, im["file_name"])}
+
+  def _write_coco_gt(self, path: str, split: str) -> None:
+    """Writes :data:`GT_FILE` for ``split`` into the dataset folder being prepared."""
+    with open(path) as f:
+      coco = json.load(f)
+    k = self._joint_count(path, coco)
+    drop = self.builder_config.drop_joints
+    keep = np.array([j not in drop for j in range(k)])
+    images = [{key: im[key] for key in ("id", "file_name", "width", "height") if key in im}
+              for im in sorted(coco["images"], key=lambda im: im["id"])]
+    anns = []
+    for a in sorted(coco.get("annotations", []), key=lambda a: a["id"]):
+      if a.get("category_id", 1) != 1:
+        continue
+      kp = np.asarray(a.get("keypoints", []), np.float64)
+      if kp.size == 3 * k:
+        kp = kp.reshape(k, 3)[keep]
+      else:   # malformed (reported when the records are read): ignored by COCOeval
+        kp = np.zeros((int(keep.sum()), 3))
+      x, y, w, h = (float(v) for v in a["bbox"])
+      num = (int((kp[:, 2] > 0).sum()) if drop or "num_keypoints" not in a
+             else int(a["num_keypoints"]))
+      anns.append({"id": a["id"], "image_id": a["image_id"], "category_id": 1,
+                   "bbox": [x, y, w, h], "area": float(a.get("area", w * h)),
+                   "iscrowd": int(bool(a.get("iscrowd", 0))), "num_keypoints": num,
+                   "keypoints": [float(v) for v in kp.reshape(-1)]})
+    cats = [c for c in coco.get("categories", []) if c.get("id", 1) == 1]
+    cat = {"id": 1, "name": "person"}
+    if cats and len(cats[0].get("keypoints", [])) == k:
+      cat["keypoints"] = [n for j, n in enumerate(cats[0]["keypoints"]) if keep[j]]
+    out = os.path.join(os.fspath(self.data_dir), GT_FILE.format(split=split))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+      json.dump({"images": images, "annotations": anns, "categories": [cat]}, f)
 
   def _clip_box(self, xywh, img, img_path, what):
     """Clips an xywh box to the image; None (counted) if nothing of it is left."""
