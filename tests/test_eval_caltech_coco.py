@@ -320,6 +320,56 @@ def test_coco_ap_of_target_heatmaps_through_decode(mini_coco):
   assert 0.95 < ap <= 1.0
 
 
+def test_coco_ap_on_person_detections_val_dets(mini_coco, tmp_path):
+  """Top-down on person detections (split 'val_dets', built from the COCO detections file):
+  scored against the 'val' ground truth. Detections = every annotated person's box (score 0.9)
+  plus one false box per image (score 0.3); the true boxes get their person's keypoints, the
+  false ones keypoints scattered in the box. The false poses rank below every true one, so AP
+  stays 1 while AR counts only the people; with the false poses on top, AP drops."""
+  _, coco = mini_coco
+  src = str(tmp_path / "src")
+  generate.generate(src, seed=0, size="tiny", only=("mini_coco",))    # the fixture's sources
+  root = os.path.join(src, "pose", "mini_coco")
+  dets, truth = [], {}
+  for a in coco["annotations"]:
+    if a["num_keypoints"] > 0:
+      dets.append({"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"],
+                   "score": 0.9})
+  for im in coco["images"]:
+    dets.append({"image_id": im["id"], "category_id": 1, "bbox": [2, 2, 30, 60], "score": 0.3})
+  dummy.write_json(os.path.join(root, "person_detection_results",
+                                "COCO_val2017_detections_AP_H_56_person.json"), dets)
+  dets_dir = str(tmp_path / "tfds")
+  build_mod.build("pose/coco", root, dets_dir, strict=True)
+  # A detection record's box is the clipped one (x, y kept, w, h - 1 px): match on x, y.
+  for a in coco["annotations"]:
+    truth[(a["image_id"], *np.float32(a["bbox"][:2]))] = np.reshape(a["keypoints"], (17, 3))
+  cfg = _coco_cfg(dets_dir, "val_dets")
+  d = cfg.datasets.mini_coco
+  records = sources.open_source("pose/coco", "val_dets", dets_dir, decode_images=False)
+  corners = [tuple(np.float32(records[j]["bbox"][:2])) for j in range(len(records))]
+  rng = np.random.default_rng(0)
+  results = {}
+  for false_score in (0.3, 0.95):
+    ev = eval_lib.make_evaluator("pose", d, split="val_dets")
+    source = sources.open_source("pose/coco", "val_dets", dets_dir)
+    for batch in eval_input.eval_iterator_for("pose", d, source, 8):
+      n = batch["mask"].shape[0]
+      kp = np.zeros((n, 17, 2))
+      for i in np.flatnonzero(batch["mask"]):
+        key = (int(batch["image_id"][i]), *corners[batch["index"][i]])
+        if batch["score"][i] > 0.5:
+          kp[i] = truth[key][:, :2]
+        else:
+          kp[i] = batch["center"][i] + (rng.random((17, 2)) - 0.5) * batch["box_size"][i]
+      if false_score != 0.3:
+        batch = dict(batch, score=np.where(batch["score"] < 0.5, false_score, batch["score"]))
+      ev.update({"keypoints_image": kp, "scores": np.ones((n, 17))}, batch)
+    results[false_score] = ev.result()
+  assert results[0.3]["AP"] == 1.0 and results[0.3]["AR"] == 1.0
+  assert results[0.95]["AP"] < 0.9
+
+
 # ---- A tiny random-init model through evaluate_dataset (the program's evaluation) ---------------
 
 def _evaluate_untrained(cfg, name):

@@ -7,7 +7,9 @@
   per image, each box is rescored as ``box score x mean of its keypoint scores above vis_thr``
   (0.2; 0 when none is), OKS-NMS with ``oks_thr`` 0.9 removes duplicates, and pycocotools'
   ``COCOeval`` (iouType 'keypoints', the dataset's OKS sigmas: COCO's, or AIC's 14) scores the
-  result against the ground-truth annotation file. As PATH's ``PoseEvaluator`` (after mmpose),
+  result against the ground-truth annotation file (in the program: the ``coco_gt_<split>.json``
+  that the pose builder writes into the prepared dataset, see
+  :func:`path_jax.evaluate.make_evaluator`). As PATH's ``PoseEvaluator`` (after mmpose),
   the OKS of NMS uses all keypoints and the crop area ``box_size[0] * box_size[1]``.
 * ``'pckh'`` (:class:`PCKhEvaluator`): MPII PCKh@0.5 — a visible joint is correct when its error
   is at most 0.5 x 0.6 x the diagonal of the person's head box (SC_BIAS 0.6); the mean excludes
