@@ -131,7 +131,7 @@ def test_visible_ratio_reaches_eval_batches(tiny_caltech):
     ev.update(preds, bad)
 
 
-# ---- Detection: heavy-occlusion MR^-2 on humanbench_mini scenes -----------------------------------
+# ---- Detection: heavy-occlusion MR^-2 on humanbench_mini scenes ---------------------------------
 
 # Busier mini_caltech scenes than the suite's (more and taller people, so more occlusion): the
 # heavy subset (>= 50 px, 20-65 % visible) then has several people.
@@ -219,7 +219,7 @@ def test_caltech_heavy_mr_end_to_end_perfect_predictions(heavy_caltech):
   assert all_gt["recall"] == pytest.approx(1 - n_heavy / all_gt["num_gt"])
 
 
-# ---- Pose: COCO keypoint AP through the program's evaluator ---------------------------------------
+# ---- Pose: COCO keypoint AP through the program's evaluator -------------------------------------
 
 @pytest.fixture(scope="module")
 def mini_coco(tmp_path_factory):
