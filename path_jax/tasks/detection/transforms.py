@@ -178,7 +178,8 @@ class TrainTransform(_Base):
 
 
 class EvalTransform(_Base):
-  """``record -> {... train fields, 'orig_hw'}``: short side ``eval_scale``, no augmentation."""
+  """``record -> {... train fields, 'orig_hw'[, 'visible_ratio']}``: short side ``eval_scale``, no
+  augmentation."""
 
   def __init__(self, cfg: Mapping[str, Any]):
     super().__init__(cfg)
