@@ -458,7 +458,12 @@ def test_frozen_leaves_zero_update_and_no_state(freeze):
 def test_partial_freeze_scanned_zeroes_frozen_layers():
   depth = 3
   shapes = model_shapes(8, depth, scanned=True, patch=4, grid=3, full=False)
-  updates, _ = _two_steps(small_config(freeze="partial", freeze_open_last=1), shapes)
+  updates, state = _two_steps(small_config(freeze="partial", freeze_open_last=1), shapes)
+  # The state holds the open layer only: every array state leaf under 'blocks' has one layer.
+  flat, _ = jax.tree_util.tree_flatten_with_path(state)
+  block_state = [(path_names(kp), x) for kp, x in flat if "blocks" in path_names(kp)]
+  assert block_state and all(np.ndim(x) == 0 or np.shape(x)[0] == 1 for _, x in block_state), [
+      (p, np.shape(x)) for p, x in block_state]
   for path, u in updates.items():
     u = np.asarray(u)
     if "blocks" in path:

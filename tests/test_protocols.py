@@ -185,8 +185,13 @@ def _opt_state_params(opt_state, top_keys):
 
 def _check_opt_state(state, protocol, open_last):
   """Optimiser state: none for a fully frozen leaf, some for every leaf that trains (heads and
-  open backbone leaves; a scanned stack with any open layer keeps state for the whole stack)."""
+  open backbone leaves); a partially open scanned stack holds state for its open layers only."""
   with_state = _opt_state_params(state.opt_state, set(state.params))
+  if protocol == "partial":
+    for path, x in jax.tree_util.tree_flatten_with_path(state.opt_state)[0]:
+      keys = [str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey)]
+      if "blocks" in keys and np.ndim(x):
+        assert np.shape(x)[0] == open_last, (keys, np.shape(x))
   others = {p for p in _flat(state.params) if not p.startswith("backbone/")}
   assert {p for p in with_state if not p.startswith("backbone/")} == others
   with_state = {p.split("/", 1)[1] for p in with_state if p.startswith("backbone/")}

@@ -2,18 +2,24 @@
 
 Chain for trainable leaves (REFERENCE.md §4.5): factored second moments -> per-layer RMS
 clipping -> ``lr(count) * layer-decay multiplier`` -> momentum -> decoupled weight decay
-(masked, same lr) -> negate -> zero the frozen layers of partially frozen scanned stacks.
-Fully frozen leaves go through ``optax.set_to_zero`` inside ``optax.multi_transform`` and hold
-no optimiser state. A partially frozen scanned stack keeps state for the whole stack (its
-frozen layers' moments still evolve) but their updates are exactly zero.
+(masked, same lr) -> negate.
+Frozen parameters hold no optimiser state: fully frozen leaves go through ``optax.set_to_zero``
+inside ``optax.multi_transform``; a partially frozen scanned stack (partial finetuning of
+scanned blocks: only the last layers of each ``[depth, ...]`` leaf train) is cut to its open
+layers before the chain (:func:`open_layers_only`), so the chain and its state see ``[open,
+...]`` and the frozen layers' updates are zeros.
 
 The learning rate for metrics: ``make_schedule(cfg)(step)``, see :mod:`schedules`.
 """
 from __future__ import annotations
 
 import difflib
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from path_jax.optim import adafactor as adafactor_lib
@@ -108,6 +114,19 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTran
   trainable = masks.trainable_mask(params, cfg.freeze, open_last=cfg.freeze_open_last,
                                    stacked_names=stacked_names)
 
+  # Partially frozen stacks: the chain sees only their open (last) layers.
+  starts = tree_paths.map_with_paths(lambda path, v: _first_open_layer(v), trainable)
+  if any(int(v) > 0 for _, v in tree_paths.leaves_with_paths(starts)):
+    view = tree_paths.map_with_paths(
+        lambda path, p, k: jax.ShapeDtypeStruct((p.shape[0] - k,) + tuple(p.shape[1:]), p.dtype)
+        if k else p, params, starts)
+    if not isinstance(multipliers, float):
+      multipliers = tree_paths.map_with_paths(
+          lambda path, m, k: m[k:] if k and np.ndim(m) else m, multipliers, starts)
+    stacked = tree_paths.stacked_axes(view, stacked_names)
+    wd_mask = masks.weight_decay_mask(
+        view, tuple(tuple(r) for r in cfg.weight_decay_rules) + masks.DEFAULT_WEIGHT_DECAY_RULES)
+
   tx = adafactor_lib.adafactor(
       schedule, multipliers=multipliers, weight_decay=cfg.weight_decay,
       weight_decay_mask=wd_mask, beta1=cfg.beta1, decay_rate=cfg.decay_rate,
@@ -115,10 +134,57 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTran
       stacked=stacked)
   values = [v for _, v in tree_paths.leaves_with_paths(trainable)]
   if any(masks.is_partially_frozen(v) for v in values):
-    tx = optax.chain(tx, adafactor_lib.zero_frozen_layers(trainable))
+    tx = open_layers_only(tx, starts)
   if not any(masks.is_fully_frozen(v) for v in values):
     return tx
   labels = tree_paths.map_with_paths(
       lambda path, v: "freeze" if masks.is_fully_frozen(v) else "train", trainable)
   return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
 
+
+def _first_open_layer(value) -> int:
+  """For a partially frozen stacked leaf's mask ``[depth, 1, ...]``: the first trainable layer
+  (the open layers must be the last ones); 0 for every other leaf."""
+  if not masks.is_partially_frozen(value):
+    return 0
+  open_layers = np.asarray(value).reshape(np.shape(value)[0], -1)[:, 0]
+  first = int(np.argmax(open_layers))
+  if not open_layers[first:].all():
+    raise ValueError("a partially frozen stack must train a contiguous run of its last layers")
+  return first
+
+
+class OpenLayersState(NamedTuple):
+  inner: Any
+
+
+def open_layers_only(inner: optax.GradientTransformation, starts
+                     ) -> optax.GradientTransformation:
+  """Runs ``inner`` on ``leaf[start:]`` of each leaf whose ``starts`` entry is > 0 (a scanned
+  stack whose first ``start`` layers are frozen) and pads its updates back with zeros; other
+  leaves pass whole. ``inner`` must be built for the cut shapes; its state holds nothing for the
+  frozen layers."""
+  start_of = tree_paths.leaf_fn(starts, "open-layer starts")
+
+  def cut(tree):
+    if tree is None:
+      return None
+    return tree_paths.map_with_paths(
+        lambda path, x: x[start_of(path, x):] if start_of(path, x) else x, tree)
+
+  def init_fn(params):
+    return OpenLayersState(inner.init(cut(params)))
+
+  def update_fn(updates, state, params=None):
+    full = updates
+    new, inner_state = inner.update(cut(updates), state.inner, cut(params))
+
+    def pad(path, u, like):
+      k = start_of(path, like)
+      if not k:
+        return u
+      return jnp.concatenate([jnp.zeros((k,) + u.shape[1:], u.dtype), u], axis=0)
+
+    return tree_paths.map_with_paths(pad, new, full), OpenLayersState(inner_state)
+
+  return optax.GradientTransformation(init_fn, update_fn)
