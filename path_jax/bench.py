@@ -164,8 +164,9 @@ def bench_step(args) -> dict:
   cfg = load_config(args.config, args.set)
   mesh = mesh_lib.from_config(cfg.mesh)
   shards = mesh_lib.batch_shards(mesh)
+  skip = {t for t in args.skip_tasks.split(",") if t}
   for name in list(cfg.datasets):
-    if args.only and name not in args.only.split(","):
+    if (args.only and name not in args.only.split(",")) or cfg.datasets[name].task in skip:
       del cfg.datasets[name]
       continue
     d = cfg.datasets[name]
@@ -176,6 +177,9 @@ def bench_step(args) -> dict:
         d[key] = default
     if "positive_ratios" in d and d.positive_ratios is None:
       d.positive_ratios = tuple([0.3] * d.num_attributes)
+  if not cfg.datasets:
+    raise ValueError(f"no dataset of {args.config} is left after --only={args.only!r} and "
+                     f"--skip_tasks={args.skip_tasks!r}")
   if args.dtype:
     cfg.model.backbone.dtype = args.dtype
   if args.remat:
@@ -241,6 +245,8 @@ def _step_parser(p: argparse.ArgumentParser) -> None:
   p.add_argument("--batch_divisor", type=float, default=1.0,
                  help="divide every dataset's batch size (kept a multiple of the batch shards)")
   p.add_argument("--only", default="", help="comma-separated dataset names to keep")
+  p.add_argument("--skip_tasks", default="",
+                 help="comma-separated tasks to drop (e.g. detection: 1344x1344 inputs on a CPU)")
   p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"])
   p.add_argument("--remat", action="store_true",
                  help="recompute blocks in the backward pass (bounds memory only with --scan)")
