@@ -7,11 +7,17 @@
 ``get_config('dataset=<mini set>,protocol=full|head|partial')``: the tiny backbone of
 configs/demo.py (BACKBONE), no projector, the dataset's head at a small width, and a short
 recipe (warm-up + cosine, Adafactor at 2e-3) sized so that every set finetunes on 2 CPU cores in
-well under a minute. Each mini set stands in for one HumanBench downstream set
+about a minute at most. Steps per set (``MiniSet.steps``) are what each set needs, from a short
+pretraining of the demo model, to beat chance by the margins tests/test_suite.py asserts
+(measured there): ReID needs the most (its rank-1 grows from 9.8 % at 150 steps to 21.3 % at 250),
+part B counting is trained at its full image size (128 x 128 crops of the 192 x 256 scenes stayed
+worse than predicting the training-mean count). Each mini set stands in for one HumanBench downstream set
 (data/humanbench_mini/README.md) and is scored with that set's Table 3 metric (``eval_metric``),
 except Caltech: the mini scenes are too small for Caltech's heavy-occlusion subset (people
 >= 50 px tall, 20-65 % visible), so mini_caltech reports MR^-2 over all non-ignored people
-(the builder ignores people under 35 % visible, Caltech's "reasonable" cut).
+(the builder ignores people under 35 % visible, Caltech's "reasonable" cut). That MR^-2 stays at
+~99-100 % for this tiny model (its misses at low false-positive rates saturate), so
+``check_metric`` judges mini_caltech against chance on AP instead; the table keeps MR^-2.
 """
 from __future__ import annotations
 
@@ -24,6 +30,12 @@ from configs import common, humanbench
 from configs.demo import BACKBONE
 
 PROTOCOL_ARGS = dict(dataset="", protocol="full", steps=0)
+
+# The suite's short pretraining (``python -m path_jax.suite --suite=mini --backbone=demo_pretrain``):
+# configs/demo.py's pretraining less mini_crowdhuman (the DETR head costs the most to compile and
+# step, and no head transfers: only the backbone is exported), PRETRAIN_STEPS steps.
+PRETRAIN_SETS = ("mini_market", "mini_coco", "mini_lip", "mini_pa100k")
+PRETRAIN_STEPS = 150
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,35 +51,38 @@ class MiniSet:
   eval_split: str
   fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   eval_protocol: str = ""   # detection only
+  # The path_jax.paper_results.METRICS key judged against chance ('' = eval_metric), for a set
+  # whose Table 3 metric saturates at this size (mini_caltech: MR^-2 stays near 100).
+  check_metric: str = ""
 
 
 MINI_SETS: tuple[MiniSet, ...] = (
-    MiniSet("mini_atr", "parsing", "parsing/atr", "atr", "pacc", 8, 120, "val",
+    MiniSet("mini_atr", "parsing", "parsing/atr", "atr", "pacc", 8, 150, "val",
             dict(image_size=(96, 96), head_features=32, num_classes=18,
                  flip_pairs=humanbench.ATR_FLIP_PAIRS, flip_test=False)),
-    MiniSet("mini_dukemtmc", "reid", "reid/dukemtmc", "sensereid", "top1", 32, 120,
+    MiniSet("mini_dukemtmc", "reid", "reid/dukemtmc", "sensereid", "top1", 32, 250,
             "query+gallery",
             dict(image_size=(128, 64), num_classes=None, classes_multiple_of=8,
                  images_per_identity=4)),
-    MiniSet("mini_caltech", "detection", "detection/caltech", "caltech", "mr_all", 8, 120, "val",
+    MiniSet("mini_caltech", "detection", "detection/caltech", "caltech", "mr_all", 8, 150, "val",
             dict(image_size=(160, 224), hidden_dim=64, num_heads=4, ffn_dim=128, num_layers=2,
                  num_anchors=24, num_patterns=2, num_queries=48, max_boxes=8, max_ignore=8,
                  remat=False, train_scales=(128, 144, 160), max_size=224,
                  crop_scales=(128, 160), crop_size=(96, 160), eval_scale=160),
-            eval_protocol="crowdhuman"),
-    MiniSet("mini_mpii", "pose", "pose/mpii", "mpii", "pckh", 16, 120, "val",
+            eval_protocol="crowdhuman", check_metric="ap_mr"),
+    MiniSet("mini_mpii", "pose", "pose/mpii", "mpii", "pckh", 16, 60, "val",
             dict(image_size=(128, 96), deconv_features=(32, 32), num_joints=16,
                  flip_pairs=humanbench.MPII_FLIP_PAIRS, upper_body_ids=humanbench.MPII_UPPER_BODY,
                  flip_test=False)),
-    MiniSet("mini_peta", "attributes", "attributes/peta", "peta", "ma", 32, 120, "test",
+    MiniSet("mini_peta", "attributes", "attributes/peta", "peta", "ma", 32, 60, "test",
             dict(image_size=(128, 64), num_attributes=None, positive_ratios=None)),
     MiniSet("mini_shanghaitech_a", "counting", "counting/shanghaitech_a", "shanghaitech_a",
-            "mae_mse", 8, 120, "test",
+            "mae_mse", 8, 60, "test",
             dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16, 16),
                  adaptive_knn=3)),
     MiniSet("mini_shanghaitech_b", "counting", "counting/shanghaitech_b", "shanghaitech_b",
-            "mae_mse", 8, 120, "test",
-            dict(image_size=(128, 128), eval_image_size=(192, 256), decoder_channels=(32, 16, 16))),
+            "mae_mse", 8, 250, "test",
+            dict(image_size=(192, 256), eval_image_size=(192, 256), decoder_channels=(32, 16, 16))),
 )
 NAMES = tuple(s.name for s in MINI_SETS)
 
@@ -85,6 +100,7 @@ def dataset_config(s: MiniSet) -> ml_collections.ConfigDict:
                        **s.fields)
   cfg.eval_metric = s.eval_metric
   cfg.eval_tfds_name = ""
+  cfg.check_metric = s.check_metric
   if s.task == "detection":
     cfg.eval_protocol = s.eval_protocol
   return cfg
@@ -119,4 +135,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.schedule.name = "warmup_cosine"
   c.optimizer.schedule.warmup_steps = max(1, steps // 10)
   c.optimizer.schedule.total_steps = c.train.get_ref("num_steps")
+  return c
+
+
+def pretrain_config(steps: int = PRETRAIN_STEPS) -> ml_collections.ConfigDict:
+  """configs/demo.py's pretraining on PRETRAIN_SETS for ``steps`` steps (final checkpoint only)."""
+  from configs import demo
+  if steps < 1:
+    raise ValueError(f"pretraining steps={steps}; use at least 1 (configs/mini_suite.py)")
+  c = demo.get_config("pretrain")
+  for name in list(c.datasets):
+    if name not in PRETRAIN_SETS:
+      del c.datasets[name]
+  c.train.num_steps = steps
+  c.train.checkpoint_every = 10 * steps
+  c.train.keep_checkpoints = 1
+  c.optimizer.schedule.total_steps = steps
+  c.optimizer.schedule.warmup_steps = max(1, steps // 10)
   return c

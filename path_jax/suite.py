@@ -4,7 +4,9 @@
       [--suite=humanbench|mini] [--datasets=atr,peta] [--data_dir=...] [--set train.num_steps=500]
 
 ``--backbone=random_init`` finetunes from random weights of the suite's architecture (the floor
-that pretraining should raise).
+that pretraining should raise). ``--backbone=demo_pretrain`` (mini suite) first pretrains the demo
+model on humanbench_mini's pretraining sets for ``--pretrain_steps`` steps
+(configs/mini_suite.py:pretrain_config) into DIR/pretrain and finetunes from its export.
 
 For each dataset of the suite (HumanBench: the 19 sets of configs/finetune/; mini: the seven
 humanbench_mini downstream sets of configs/mini_suite.py) the suite builds the dataset's
@@ -20,7 +22,10 @@ the protocol, the full metric dict, chance, timing, skip/failure reason and prep
 and DIR/results.md (Table 3's two halves, ours beside the paper's, then skipped/failed datasets).
 
 Chance (``--chance``, on by default for the mini suite): the same evaluators fed random
-predictions on the same evaluation data (:func:`chance_metrics`), so each metric has a floor.
+predictions on the same evaluation data, or for parsing and counting the constant a model without
+the image would output (:func:`chance_metrics`), so each metric has a floor. Each dataset's
+``check`` record is its margin over that floor, on the table's metric or on the dataset's
+``check_metric`` where the table's saturates at the suite's size (mini_caltech: AP for MR^-2).
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ from path_jax import paper_results  # noqa: E402
 
 SUITES = ("humanbench", "mini")
 RANDOM_INIT = "random_init"    # --backbone value: finetune from a randomly initialised backbone
+DEMO_PRETRAIN = "demo_pretrain"  # --backbone value (mini suite): pretrain the demo model first
 PROTOCOL_TITLES = {"full": "FT", "head": "Head FT", "partial": "Partial FT"}
 MINI_BUILD = "python -m data.humanbench_mini.build_all --data_dir={data_dir}"
 HUMANBENCH_BUILD = ("python data/build.py {name} --manual_dir=<{title} source folder, layout in "
@@ -228,7 +234,10 @@ def fill_metadata(cfg) -> None:
 def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
   """The evaluator's result for random predictions on ``name``'s evaluation data.
 
-  ReID: random 16-d features. Attributes: uniform probabilities. Parsing: uniform random labels.
+  ReID: random 16-d features. Attributes: uniform probabilities. Parsing: every pixel labelled
+  the most frequent class of the training split's label maps (the constant a model without the
+  image would output: on humanbench_mini, background, ~80 % pACC; uniform random labels would give
+  1/num_classes, a floor that a model predicting only background clears by far).
   Pose: keypoints uniform in each person's box. Detection: ``num_queries`` boxes per image with
   uniform centres, heights uniform in [0.1, 0.9] x image height, pedestrian aspect (w = 0.41 h),
   uniform scores. Counting: every image predicted as the mean count of the training split
@@ -242,10 +251,13 @@ def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
   task = str(d.task)
   rng = np.random.default_rng(seed)
   evaluator = eval_lib.make_evaluator(task, d)
-  mean_count = None
+  mean_count = majority_class = None
   if task == "counting":
     train = sources.open_source(str(d.tfds_name), str(d.split), data_dir, decode_images=False)
     mean_count = float(np.mean(sources.read_column(train, "count")))
+  if task == "parsing":
+    majority_class = most_frequent_label(str(d.tfds_name), str(d.split), data_dir,
+                                         int(d.num_classes))
   eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
   for part in str(d.eval_split).split("+"):
     source = sources.open_source(eval_name, part, data_dir)
@@ -259,7 +271,7 @@ def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
       elif task == "parsing":
         label = np.asarray(batch["label"])
         label = label[..., 0] if label.ndim == 4 else label
-        preds = {"label": rng.integers(0, int(d.num_classes), label.shape)}
+        preds = {"label": np.full(label.shape, majority_class)}
       elif task == "pose":
         k = int(d.num_joints)
         c = np.asarray(batch["center"], np.float64)[:, None, :]
@@ -283,6 +295,21 @@ def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
   return {k: float(v) for k, v in evaluator.result().items() if np.ndim(v) == 0}
 
 
+def most_frequent_label(tfds_name: str, split: str, data_dir: str, num_classes: int) -> int:
+  """The class with the most pixels over a parsing split's label maps (ignore labels >=
+  ``num_classes``, e.g. 255, are not counted)."""
+  from path_jax.input import sources
+  source = sources.open_source(tfds_name, split, data_dir)
+  counts = np.zeros(num_classes, np.int64)
+  for i in range(len(source)):
+    label = np.asarray(source[i]["label"]).reshape(-1)
+    counts += np.bincount(label[label < num_classes], minlength=num_classes)[:num_classes]
+  if not counts.any():
+    raise ValueError(f"{tfds_name} split {split!r} in {data_dir} has no labelled pixel below "
+                     f"num_classes={num_classes}; check the dataset's num_classes")
+  return int(np.argmax(counts))
+
+
 # ----------------------------------------------------------------------------------------------
 # Running.
 
@@ -293,6 +320,26 @@ def metric_of(cfg, name: str) -> paper_results.Metric:
     raise KeyError(f"config.datasets.{name}.eval_metric={key!r} has no Table 3 reading; known: "
                    f"{sorted(paper_results.METRICS)} (path_jax/paper_results.py)")
   return paper_results.METRICS[key]
+
+
+def check_metric_of(cfg, name: str) -> paper_results.Metric:
+  """The metric judged against chance: ``check_metric`` where the dataset sets one (a Table 3
+  metric that saturates at the suite's size, e.g. mini_caltech's MR^-2), else the table's."""
+  key = str(cfg.datasets[name].get("check_metric", "") or "")
+  if not key:
+    return metric_of(cfg, name)
+  if key not in paper_results.METRICS:
+    raise KeyError(f"config.datasets.{name}.check_metric={key!r} is not a metric reading; known: "
+                   f"{sorted(paper_results.METRICS)} (path_jax/paper_results.py)")
+  return paper_results.METRICS[key]
+
+
+def margin_over_chance(value: float | None, chance: float | None, lower_is_better: bool
+                       ) -> float | None:
+  """How far ``value`` is on the good side of ``chance`` (negative: worse than chance)."""
+  if value is None or chance is None:
+    return None
+  return (chance - value) if lower_is_better else (value - chance)
 
 
 def table_value(metrics: Mapping[str, float] | None, metric: paper_results.Metric
@@ -339,6 +386,10 @@ def run_one(entry: Entry, *, suite: str, protocol: str, backbone: str, arch, wor
     if chance:
       rec["chance_metrics"] = chance_metrics(cfg, entry.name)
       rec["chance"] = table_value(rec["chance_metrics"], metric)
+      check = check_metric_of(cfg, entry.name)
+      value, floor = table_value(metrics, check), table_value(rec["chance_metrics"], check)
+      rec["check"] = {"metric": dataclasses.asdict(check), "value": value, "chance": floor,
+                      "margin": margin_over_chance(value, floor, check.lower_is_better)}
   except Exception as e:  # noqa: BLE001  (one dataset's failure must not stop the suite)
     logging.error("suite: %s failed:\n%s", entry.name, traceback.format_exc())
     rec.update(status="failed", reason=f"{type(e).__name__}: {e}")
@@ -349,12 +400,20 @@ def run_one(entry: Entry, *, suite: str, protocol: str, backbone: str, arch, wor
 
 def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "humanbench",
               datasets: Sequence[str] = (), data_dir: str = "", overrides: Sequence[str] = (),
-              chance: bool | None = None) -> dict[str, Any]:
+              chance: bool | None = None, pretrain_steps: int | None = None) -> dict[str, Any]:
   """Runs the suite; writes and returns DIR/results.json's content (also writes results.md)."""
   from configs.common import PROTOCOLS
   if protocol not in PROTOCOLS:
     raise ValueError(f"--protocol={protocol!r}; use one of {PROTOCOLS}")
   entries = select(suite_entries(suite), datasets)
+  pretrain_seconds = None
+  if backbone == DEMO_PRETRAIN:
+    if suite != "mini":
+      raise ValueError(f"--backbone={DEMO_PRETRAIN} pretrains on humanbench_mini: use it with "
+                       "--suite=mini")
+    t = time.perf_counter()
+    backbone = demo_pretrain_export(os.path.join(workdir, "pretrain"), data_dir, pretrain_steps)
+    pretrain_seconds = time.perf_counter() - t
   if backbone == RANDOM_INIT:   # the floor: the suite's own architecture, random weights
     cfg = entries[0].make_config(protocol)
     apply_overrides(cfg, entries[0].name, overrides)
@@ -370,6 +429,9 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
   out: dict[str, Any] = {"suite": suite, "protocol": protocol,
                          "backbone": os.path.abspath(backbone), "data_dir": data_dir,
                          "overrides": list(overrides), "datasets": {}}
+  if pretrain_seconds is not None:
+    out["pretrain"] = {"steps": pretrain_steps_or_default(pretrain_steps),
+                       "seconds": pretrain_seconds}
   t0 = time.perf_counter()
   for entry in entries:
     logging.info("suite: %s (%s) under protocol %s", entry.name, entry.stands_for, protocol)
@@ -434,6 +496,17 @@ def render_markdown(results: Mapping[str, Any]) -> str:
   lines.append("Metrics as Table 3: % for accuracies, AP, mA, mIoU and MR^-2; EPE in pixels; "
                "counting MSE (root mean squared count error) in heads; (↓) lower is better.")
   lines.append("")
+  checks = {n: r["check"] for n, r in recs.items() if r.get("check")}
+  if checks:
+    lines += ["Margin over chance (of the metric judged against chance; + is better):", ""]
+    for n, c in checks.items():
+      m = c["metric"]
+      own = m["key"] != (recs[n].get("metric") or {}).get("key")
+      note = (f" (judged on {m['label']}: the table's {recs[n]['metric']['label']} saturates at "
+              "this size)") if own else ""
+      lines.append(f"- {n}: {m['label']} {_fmt(c['value'])} vs chance {_fmt(c['chance'])}, "
+                   f"margin {_fmt(c['margin'])}{note}")
+    lines.append("")
   skipped = {n: r for n, r in recs.items() if r["status"] == "skipped"}
   failed = {n: r for n, r in recs.items() if r["status"] == "failed"}
   if skipped:
@@ -460,6 +533,31 @@ def write_results(results: Mapping[str, Any], workdir: str) -> None:
     json.dump(results, f, indent=2, default=float)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(render_markdown(results) + "\n")
+
+
+def pretrain_steps_or_default(steps: int | None) -> int:
+  from configs import mini_suite
+  return mini_suite.PRETRAIN_STEPS if steps is None else int(steps)
+
+
+def demo_pretrain_export(workdir: str, data_dir: str = "", steps: int | None = None) -> str:
+  """Pretrains configs/mini_suite.py:pretrain_config for ``steps`` steps (default PRETRAIN_STEPS)
+  in ``workdir``, exports it, returns the export directory. A finished run in ``workdir`` resumes
+  at its last step, so a rerun only exports again."""
+  from configs import mini_suite
+  from path_jax import train
+  cfg = mini_suite.pretrain_config(pretrain_steps_or_default(steps))
+  if data_dir:
+    cfg.data_dir = data_dir
+  missing = missing_data(cfg)
+  if missing:
+    raise FileNotFoundError(
+        "pretraining data not prepared: " + "; ".join(f"{n} split {s!r} in {d}" for n, s, d, _
+                                                      in missing) +
+        f"; prepare with {MINI_BUILD.format(data_dir=cfg.data_dir)}")
+  train.run(cfg, workdir)
+  cfg.mode = "export"
+  return str(train.run(cfg, workdir))
 
 
 def random_backbone_export(out_dir: str, backbone_cfg, seed: int = 0) -> str:
@@ -498,15 +596,19 @@ def main(argv):
   results = run_suite(backbone=f.backbone, protocol=f.protocol, workdir=f.workdir,
                       suite=f.suite, datasets=[d for d in f.datasets.split(",") if d],
                       data_dir=f.data_dir, overrides=f.set or (),
-                      chance=None if f.chance is None else f.chance)
+                      chance=None if f.chance is None else f.chance,
+                      pretrain_steps=f.pretrain_steps)
   print(render_markdown(results))
   print(f"results in {os.path.join(f.workdir, 'results.md')} and results.json")
 
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string("backbone", None, "Exported backbone dir, a .pth/.safetensors/.npz, or "
-                      f"'{RANDOM_INIT}' (random weights of the suite's architecture: the floor).")
+  flags.DEFINE_string("backbone", None, "Exported backbone dir, a .pth/.safetensors/.npz, "
+                      f"'{RANDOM_INIT}' (random weights of the suite's architecture: the floor) "
+                      f"or '{DEMO_PRETRAIN}' (mini suite: pretrain the demo model first).")
+  flags.DEFINE_integer("pretrain_steps", None, f"Steps of --backbone={DEMO_PRETRAIN}'s "
+                       "pretraining (default configs/mini_suite.py PRETRAIN_STEPS).")
   flags.DEFINE_enum("protocol", "full", ["full", "head", "partial"], "Finetuning protocol.")
   flags.DEFINE_string("workdir", None, "Where each dataset's run and the results go.")
   flags.DEFINE_enum("suite", "humanbench", list(SUITES), "Which datasets.")

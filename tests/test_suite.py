@@ -107,6 +107,51 @@ def test_markdown_table_layout():
   assert "- **caltech**: failed: boom" in lines
 
 
+def test_check_metric_and_margin_lines():
+  """mini_caltech is judged against chance on AP (its MR^-2 saturates); the others on their
+  Table 3 metric; the markdown lists each margin, naming the substitute metric."""
+  from configs import mini_suite
+  for s in mini_suite.MINI_SETS:
+    cfg = mini_suite.get_config(f"dataset={s.name}")
+    check = suite.check_metric_of(cfg, s.name)
+    if s.name == "mini_caltech":
+      assert (check.key, check.label, check.lower_is_better) == ("AP", "AP", False)
+    else:
+      assert check == suite.metric_of(cfg, s.name)
+  cfg = mini_suite.get_config("dataset=mini_peta")
+  cfg.datasets.mini_peta.check_metric = "ap"
+  with pytest.raises(KeyError, match="check_metric='ap'.*ap_mr"):
+    suite.check_metric_of(cfg, "mini_peta")
+  assert suite.margin_over_chance(20.0, 30.0, lower_is_better=True) == 10.0
+  assert suite.margin_over_chance(20.0, 30.0, lower_is_better=False) == -10.0
+  assert suite.margin_over_chance(None, 30.0, lower_is_better=False) is None
+  mr, ap = paper_results.METRICS["mr_all"], paper_results.METRICS["ap_mr"]
+  import dataclasses
+  results = {"suite": "mini", "protocol": "full", "backbone": "/x", "datasets": {
+      "mini_caltech": {"stands_for": "caltech", "status": "ok", "value": 98.6, "chance": 99.8,
+                       "paper": 30.1, "metric": dataclasses.asdict(mr),
+                       "check": {"metric": dataclasses.asdict(ap), "value": 10.0,
+                                 "chance": 1.5, "margin": 8.5}}}}
+  md = suite.render_markdown(results)
+  assert ("- mini_caltech: AP 10.0 vs chance 1.5, margin 8.5 (judged on AP: the table's "
+          "MR^-2 all saturates at this size)") in md.splitlines()
+
+
+def test_demo_pretrain_config_and_refusals(tmp_path):
+  from configs import demo, mini_suite
+  cfg = mini_suite.pretrain_config(7)
+  assert sorted(cfg.datasets) == sorted(mini_suite.PRETRAIN_SETS)
+  assert set(mini_suite.PRETRAIN_SETS) < set(demo.get_config("pretrain").datasets)
+  assert cfg.train.num_steps == cfg.optimizer.schedule.total_steps == 7
+  assert cfg.mode == "pretrain" and dict(cfg.model.backbone)["width"] == demo.BACKBONE["width"]
+  with pytest.raises(ValueError, match="--suite=mini"):
+    suite.run_suite(backbone=suite.DEMO_PRETRAIN, protocol="full", workdir=str(tmp_path / "w"),
+                    suite="humanbench")
+  with pytest.raises(FileNotFoundError, match="reid/market1501.*build_all --data_dir="):
+    suite.run_suite(backbone=suite.DEMO_PRETRAIN, protocol="full", workdir=str(tmp_path / "w"),
+                    suite="mini", data_dir=str(tmp_path / "none"))
+
+
 def test_paper_rows_cover_table3():
   cols = paper_results.TOP_HALF + paper_results.BOTTOM_HALF
   assert len(cols) == 19 and len(set(cols)) == 19
@@ -179,7 +224,10 @@ def test_chance_levels_on_every_mini_set(tiny_data):
     suite.fill_metadata(cfg)
     got[s.name] = suite.chance_metrics(cfg, s.name)
   assert 0.3 < got["mini_peta"]["mA"] < 0.7                    # (TPR + TNR) / 2 of coin flips
-  assert got["mini_atr"]["pixel_acc"] == pytest.approx(1 / 18, abs=0.02)   # uniform labels
+  # Every pixel the training split's majority class: pACC is that class's share of the
+  # evaluation pixels, and its IoU equals its pACC (it is predicted everywhere).
+  assert got["mini_atr"]["pixel_acc"] > 0.5
+  assert got["mini_atr"]["iou/0"] == pytest.approx(got["mini_atr"]["pixel_acc"])
   assert got["mini_mpii"]["PCKh"] < 0.5
   assert got["mini_dukemtmc"]["rank1"] < 0.5
   assert got["mini_caltech"]["MR"] > 0.8                       # random boxes miss nearly all
@@ -188,41 +236,42 @@ def test_chance_levels_on_every_mini_set(tiny_data):
 
 
 # ------------------------------------------------------------------------------------------------
-# End to end: the mini suite from a randomly initialised backbone.
+# End to end: a short PATH pretraining on humanbench_mini, its export, then the mini suite.
 
-# Margins over chance, in the table's units (points of %, or heads for MSE), measured at 60 steps
-# per set from a random-init backbone on default-size data (see the README's suite section):
-# each holds with slack. ReID (mini_dukemtmc), detection (mini_caltech) and counting part B do
-# not beat chance from a random init in this budget (top-1 0.0 vs 3.3, MR^-2 100 vs 99.8, MSE
-# 22.2 vs 13.9 at 60 steps): for them the test checks that they ran and were scored.
-MARGINS = {"mini_atr": 30.0, "mini_peta": 5.0, "mini_mpii": 5.0, "mini_shanghaitech_a": 2.0}
+# The backbone: configs/mini_suite.py:pretrain_config (the demo model on four pretraining sets,
+# PRETRAIN_STEPS steps), exported (--backbone=demo_pretrain). From a random backbone
+# mini_dukemtmc's rank-1 is 0 (its features keep each camera's colour cast, so same-camera
+# strangers rank first), mini_caltech's AP is ~3 % and part B's count is worse than the training
+# mean; this pretraining lifts them above chance.
+
+# Margins over chance each set must clear (results.json 'check': the table's metric, AP for
+# mini_caltech, whose MR^-2 stays at ~100 on this tiny model), in the table's units (points of %,
+# heads for MSE). The README's suite section has the measured run; each margin is below it.
+MARGINS = {"mini_atr": 1.0, "mini_dukemtmc": 3.0, "mini_caltech": 2.0, "mini_mpii": 8.0,
+           "mini_peta": 10.0, "mini_shanghaitech_a": 3.0, "mini_shanghaitech_b": 1.5}
 
 
 @pytest.mark.slow
 def test_mini_suite_end_to_end_beats_chance(tmp_path):
-  import ml_collections
-  from configs import demo, mini_suite
+  from configs import mini_suite
   from data.humanbench_mini import build_all
   data = str(tmp_path / "tfds")
-  build_all.build_all(data, only=("mini_dukemtmc", "mini_mpii", "mini_atr", "mini_peta",
-                                  "mini_caltech", "mini_shanghaitech"))
-  # A random-init export: pretraining the tiny model long enough to matter does not fit the
-  # test's budget; finetuning must then carry every metric above chance on its own.
-  arch = ml_collections.ConfigDict(dict(demo.BACKBONE))
-  backbone = suite.random_backbone_export(str(tmp_path / "export"), arch)
-  out = suite.run_suite(backbone=backbone, protocol="full", workdir=str(tmp_path / "w"),
-                        suite="mini", data_dir=data,
-                        overrides=["train.num_steps=60", "evaluate.pictures=0"])
+  build_all.build_all(data, only=mini_suite.PRETRAIN_SETS + (
+      "mini_dukemtmc", "mini_mpii", "mini_atr", "mini_peta", "mini_caltech", "mini_shanghaitech"))
+  out = suite.run_suite(backbone=suite.DEMO_PRETRAIN, protocol="full", workdir=str(tmp_path / "w"),
+                        suite="mini", data_dir=data, overrides=["evaluate.pictures=0"])
+  assert out["pretrain"]["steps"] == mini_suite.PRETRAIN_STEPS
+  assert out["backbone"] == str(tmp_path / "w" / "pretrain" / "export")
   recs = out["datasets"]
   assert list(recs) == [e.name for e in suite.suite_entries("mini")]
-  assert {n for n in recs} == set(mini_suite.NAMES)
+  assert set(recs) == set(mini_suite.NAMES) == set(MARGINS)
   for name, r in recs.items():
     assert r["status"] == "ok", (name, r.get("reason"))
     assert np.isfinite(r["value"]) and np.isfinite(r["chance"]), name
-  for name, margin in MARGINS.items():
-    r = recs[name]
-    better = (r["chance"] - r["value"]) if r["metric"]["lower_is_better"] else (
-        r["value"] - r["chance"])
-    assert better >= margin, (name, r["value"], r["chance"], margin)
+  margins = {name: r["check"]["margin"] for name, r in recs.items()}
+  short = {n: (m, MARGINS[n]) for n, m in margins.items() if not m >= MARGINS[n]}
+  assert not short, (short, margins)
+  assert recs["mini_caltech"]["check"]["metric"]["key"] == "AP"
   md = (tmp_path / "w" / "results.md").read_text()
   assert "| chance |" in md and "mini_mpii (MPII)<br>PCKh@0.5" in md
+  assert "- mini_caltech: AP " in md and "judged on AP" in md
