@@ -247,8 +247,10 @@ def test_chance_levels_on_every_mini_set(tiny_data):
 
 # Margins over chance each set must clear (results.json 'check': the table's metric, AP for
 # mini_caltech, whose MR^-2 stays at ~100 on this tiny model), in the table's units (points of %,
-# heads for MSE). The README's suite section has the measured run; each margin is below it.
-MARGINS = {"mini_atr": 1.0, "mini_dukemtmc": 3.0, "mini_caltech": 2.0, "mini_mpii": 8.0,
+# heads for MSE).
+# Measured (README): ATR 3.5, DukeMTMC 18.0, Caltech AP 10.8, MPII 18.6, PETA 23.4, ShTech A 6.5,
+# ShTech B 3.0; each asserted margin is about half of that.
+MARGINS = {"mini_atr": 1.5, "mini_dukemtmc": 8.0, "mini_caltech": 4.0, "mini_mpii": 8.0,
            "mini_peta": 10.0, "mini_shanghaitech_a": 3.0, "mini_shanghaitech_b": 1.5}
 
 
