@@ -217,6 +217,8 @@ def bench_step(args) -> dict:
   t_step = times[len(times) // 2]
   images = sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets)
   flops = flops_per_step(cfg, model)
+  from path_jax import metrics as metrics_lib
+  flops_trunk = metrics_lib.flops_per_step(model, cfg.datasets, heads=False)
   peak, peak_src = device_peak(cfg.model.backbone.dtype)
   ndev = jax.device_count()
   dev = jax.devices()[0]
@@ -229,6 +231,7 @@ def bench_step(args) -> dict:
       "batch_per_dataset": {n: int(cfg.datasets[n].batch_size) for n in cfg.datasets},
       "step_ms": t_step * 1e3, "images_per_s": images / t_step,
       "model_tflops_per_step": flops / 1e12,
+      "model_tflops_per_step_backbone_projectors": flops_trunk / 1e12,
       "mfu": flops / t_step / (peak * ndev), "peak_flops_per_device": peak,
       "peak_source": peak_src, "compile_s": compile_s,
       "memory_analysis_bytes": None if mem is None else {
