@@ -358,7 +358,8 @@ def head_forward_flops(task_name: str, cfg: Mapping[str, Any], width: int,
 
   variables = jax.eval_shape(lambda t, c: head.init(jax.random.key(0), inputs(t, c), train=False),
                              tokens, cls)
-  return flops.function_flops(lambda v, t, c: head.apply(v, inputs(t, c), train=False), variables, tokens, cls)
+  return flops.function_flops(lambda v, t, c: head.apply(v, inputs(t, c), train=False),
+                              variables, tokens, cls)
 
 
 def flops_per_step(model: Any, datasets: Mapping[str, Mapping[str, Any]], *,

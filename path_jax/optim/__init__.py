@@ -5,7 +5,7 @@ Entry point: ``make_optimizer(cfg, params)`` with ``cfg`` from ``default_config(
 """
 from path_jax.optim.adafactor import (  # noqa: F401
     FactoredRmsState, add_decoupled_weight_decay, clip_by_block_rms,
-    default_factored_dims, scale_by_factored_rms, scale_by_lr, zero_frozen_layers)
+    default_factored_dims, scale_by_factored_rms, scale_by_lr)
 from path_jax.optim.layer_decay import (  # noqa: F401
     backbone_depth, describe, layer_decay_multipliers)
 from path_jax.optim.masks import (  # noqa: F401

@@ -228,22 +228,6 @@ def add_decoupled_weight_decay(weight_decay: float, learning_rate: optax.ScalarO
       lambda params: ScheduleCountState(jnp.zeros([], jnp.int32)), update_fn)
 
 
-def zero_frozen_layers(trainable) -> optax.GradientTransformation:
-  """Sets updates to exactly zero where ``trainable`` is false. ``trainable`` is a leaf spec
-  of bools or bool arrays that broadcast against their leaf (per-layer masks of scanned
-  stacks, ``[depth, 1, ...]``). Used for partially frozen stacks, whose leaves keep optimiser
-  state; whole frozen leaves are better served by ``optax.multi_transform`` (no state)."""
-  trainable_of = tree_paths.leaf_fn(trainable, "trainable mask")
-
-  def update_fn(updates, state, params=None):
-    del params
-    return tree_paths.map_with_paths(
-        lambda path, u: jnp.where(jnp.asarray(trainable_of(path, u)), u, jnp.zeros_like(u)),
-        updates), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
-
-
 def adafactor(learning_rate: optax.ScalarOrSchedule, *, multipliers=1.0,
               weight_decay: float = 0.0, weight_decay_mask=True, beta1: float | None = 0.9,
               decay_rate: float = -0.8, clip_beta2: float = 0.999, clip_threshold: float = 1.0,

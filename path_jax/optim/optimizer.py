@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -114,18 +113,13 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTran
   trainable = masks.trainable_mask(params, cfg.freeze, open_last=cfg.freeze_open_last,
                                    stacked_names=stacked_names)
 
-  # Partially frozen stacks: the chain sees only their open (last) layers.
+  # Partially frozen stacks: the chain sees only their open (last) layers. The stacked-axis and
+  # weight-decay specs depend on paths only; per-layer lr multipliers are cut like the leaves.
   starts = tree_paths.map_with_paths(lambda path, v: _first_open_layer(v), trainable)
-  if any(int(v) > 0 for _, v in tree_paths.leaves_with_paths(starts)):
-    view = tree_paths.map_with_paths(
-        lambda path, p, k: jax.ShapeDtypeStruct((p.shape[0] - k,) + tuple(p.shape[1:]), p.dtype)
-        if k else p, params, starts)
-    if not isinstance(multipliers, float):
-      multipliers = tree_paths.map_with_paths(
-          lambda path, m, k: m[k:] if k and np.ndim(m) else m, multipliers, starts)
-    stacked = tree_paths.stacked_axes(view, stacked_names)
-    wd_mask = masks.weight_decay_mask(
-        view, tuple(tuple(r) for r in cfg.weight_decay_rules) + masks.DEFAULT_WEIGHT_DECAY_RULES)
+  if any(int(v) > 0 for _, v in tree_paths.leaves_with_paths(starts)) and not isinstance(
+      multipliers, float):
+    multipliers = tree_paths.map_with_paths(
+        lambda path, m, k: m[k:] if k and np.ndim(m) else m, multipliers, starts)
 
   tx = adafactor_lib.adafactor(
       schedule, multipliers=multipliers, weight_decay=cfg.weight_decay,
