@@ -96,7 +96,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.backbone = ml_collections.ConfigDict(dict(
       variant="B/16", cls_token=True, drop_path_rate=0.1, dtype="float32", remat=False,
-      scan=False, pos_grid=(14, 14), attention_impl=config_dict.placeholder(str),
+      # remat_policy: 'full' | 'save_projections' | 'save_matmuls' (path_jax.model.vit).
+      remat_policy="full", scan=False, pos_grid=(14, 14),
+      # None (chunked on CPU, jax.nn's choice elsewhere) | 'chunked' | 'xla' | 'cudnn'.
+      attention_impl=config_dict.placeholder(str),
       # Overrides of the variant's sizes (None = the variant's).
       width=config_dict.placeholder(int), depth=config_dict.placeholder(int),
       num_heads=config_dict.placeholder(int), mlp_dim=config_dict.placeholder(int),

@@ -85,7 +85,7 @@ def bench_model(args) -> dict:
   kw = vit.variant(args.variant)
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
   model = vit.ViT(**kw, cls_token=args.cls, dtype=dtype, remat=args.remat, scan=args.scan,
-                  attention_impl=args.attention)
+                  remat_policy=args.remat_policy, attention_impl=args.attention)
   x = jnp.asarray(jax.random.randint(jax.random.key(0), (args.batch, h, w, 3), 0, 256), jnp.uint8)
   params = nn.unbox(jax.jit(model.init)(jax.random.key(0), x)["params"])
 
@@ -152,6 +152,7 @@ def load_config(spec: str, overrides: list[str] = ()):
 def bench_step(args) -> dict:
   """The multi-dataset train step of a config on synthetic batches (no data needed)."""
   import functools
+  import os
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -184,6 +185,8 @@ def bench_step(args) -> dict:
     cfg.model.backbone.dtype = args.dtype
   if args.remat:
     cfg.model.backbone.remat = True
+  if args.remat_policy:
+    cfg.model.backbone.remat_policy = args.remat_policy
   if args.scan:
     cfg.model.backbone.scan = True
   model = path_lib.from_config(cfg)
@@ -205,21 +208,48 @@ def bench_step(args) -> dict:
     compiled = fn.jitted.lower(state, batch, weights, key).compile()
   compile_s = time.perf_counter() - t0
   mem = compiled.memory_analysis()
+  mem_bytes = None if mem is None else {
+      "temp": getattr(mem, "temp_size_in_bytes", None),
+      "arguments": getattr(mem, "argument_size_in_bytes", None),
+      "output": getattr(mem, "output_size_in_bytes", None)}
+  images = sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets)
+  if args.compile_only:
+    return {"bench": "step", "config": args.config, "compile_only": True,
+            "device": jax.devices()[0].device_kind, "mesh": dict(mesh.shape),
+            "dtype": cfg.model.backbone.dtype, "images_per_step": images,
+            "remat": bool(cfg.model.backbone.remat), "scan": bool(cfg.model.backbone.scan),
+            "remat_policy": cfg.model.backbone.remat_policy, "compile_s": compile_s,
+            "memory_analysis_bytes": mem_bytes}
   state, m = fn(state, batch, weights, key)     # warm-up
   jax.block_until_ready(m)
-  times = []
+  on_cpu = jax.devices()[0].platform == "cpu"
+  times, peaks = [], []
   for _ in range(args.iters):
     t = time.perf_counter()
     state, m = fn(state, batch, weights, key)
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t)
-  times.sort()
-  t_step = times[len(times) // 2]
-  images = sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets)
+    if on_cpu:   # the CPU's matmul rate drifts (shared hosts): measure it beside every step
+      peaks.append(measure_matmul_peak(dtype="float32"))
+  t_step = float(np.median(times))
+  if args.profile:   # one more step, traced (TensorBoard / xprof / Perfetto read it)
+    jax.profiler.start_trace(args.profile, create_perfetto_trace=True)
+    state, m = fn(state, batch, weights, key)
+    jax.block_until_ready(m)
+    jax.profiler.stop_trace()
+    with open(os.path.join(args.profile, "step.hlo.txt"), "w") as f:
+      f.write(compiled.as_text())
   flops = flops_per_step(cfg, model)
   from path_jax import metrics as metrics_lib
   flops_trunk = metrics_lib.flops_per_step(model, cfg.datasets, heads=False)
-  peak, peak_src = device_peak(cfg.model.backbone.dtype)
+  if on_cpu:
+    peak = float(np.median(peaks))
+    peak_src = ("measured float32 matmul peak (this CPU), median of one measurement after each "
+                "timed step")
+    mfu = float(np.median([flops / t / p for t, p in zip(times, peaks)]))
+  else:
+    peak, peak_src = device_peak(cfg.model.backbone.dtype)
+    mfu = flops / t_step / (peak * jax.device_count())
   ndev = jax.device_count()
   dev = jax.devices()[0]
   peak_mem = None
@@ -232,12 +262,13 @@ def bench_step(args) -> dict:
       "step_ms": t_step * 1e3, "images_per_s": images / t_step,
       "model_tflops_per_step": flops / 1e12,
       "model_tflops_per_step_backbone_projectors": flops_trunk / 1e12,
-      "mfu": flops / t_step / (peak * ndev), "peak_flops_per_device": peak,
+      "mfu": mfu, "peak_flops_per_device": peak,
+      "step_ms_each": [t * 1e3 for t in times],
+      "peak_flops_each": peaks or None,
       "peak_source": peak_src, "compile_s": compile_s,
-      "memory_analysis_bytes": None if mem is None else {
-          "temp": getattr(mem, "temp_size_in_bytes", None),
-          "arguments": getattr(mem, "argument_size_in_bytes", None),
-          "output": getattr(mem, "output_size_in_bytes", None)},
+      "memory_analysis_bytes": mem_bytes,
+      "remat": bool(cfg.model.backbone.remat), "scan": bool(cfg.model.backbone.scan),
+      "remat_policy": cfg.model.backbone.remat_policy,
       "peak_bytes_in_use": peak_mem, "loss": float(m["loss"]),
   }
 
@@ -253,7 +284,14 @@ def _step_parser(p: argparse.ArgumentParser) -> None:
   p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"])
   p.add_argument("--remat", action="store_true",
                  help="recompute blocks in the backward pass (bounds memory only with --scan)")
+  p.add_argument("--remat_policy", default="",
+                 choices=["", "full", "save_projections", "save_matmuls"],
+                 help="what remat keeps (path_jax.model.vit.REMAT_POLICIES; default: the config's)")
   p.add_argument("--scan", action="store_true", help="scanned backbone blocks")
+  p.add_argument("--compile_only", action="store_true",
+                 help="compile and report compile time and XLA's memory analysis, run nothing")
+  p.add_argument("--profile", default="",
+                 help="after timing, trace one more step into this folder (with the compiled HLO)")
   p.add_argument("--iters", type=int, default=5)
 
 
@@ -271,8 +309,11 @@ def _model_parser(p: argparse.ArgumentParser) -> None:
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--cls", action="store_true", help="run with the cls token (ReID)")
   p.add_argument("--remat", action="store_true")
+  p.add_argument("--remat_policy", default="full",
+                 choices=["full", "save_projections", "save_matmuls"])
   p.add_argument("--scan", action="store_true")
-  p.add_argument("--attention", default=None, choices=[None, "xla", "cudnn"])
+  p.add_argument("--attention", default=None, choices=[None, "chunked", "xla", "cudnn"],
+                 help="attention implementation (path_jax.model.attention; default: per platform)")
   p.add_argument("--iters", type=int, default=5)
   p.add_argument("--warmup", type=int, default=2, help="calls before timing (incl. the compile)")
 

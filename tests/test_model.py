@@ -489,3 +489,42 @@ def test_projector_over_one_layer_has_no_empty_gate():
   assert "gate_alpha" not in v["params"]
   assert all(np.size(l) > 0 for l in jax.tree.leaves(nn.unbox(v["params"])))
   assert proj.apply(v, feats).shape == (2, 5, 64)
+
+
+def test_gelu_matches_torch_exact_gelu():
+  torch = pytest.importorskip("torch")
+  x = np.linspace(-12, 12, 20001).astype(np.float32)
+  ref = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+  np.testing.assert_allclose(np.asarray(vit.gelu(jnp.asarray(x))), ref, atol=2e-6)
+  xt = torch.from_numpy(x).requires_grad_()
+  torch.nn.functional.gelu(xt).sum().backward()
+  g = jax.grad(lambda v: jnp.sum(vit.gelu(v)))(jnp.asarray(x))
+  np.testing.assert_allclose(np.asarray(g), xt.grad.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_remat_policies_same_gradients_and_recompute_what_they_say(scan):
+  kw = dict(vit.variant("mu/16"), cls_token=True, drop_path_rate=0.2)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 255, (2, 64, 48, 3)), jnp.uint8)
+  base = vit.ViT(**kw, scan=scan)
+  params = _random_params(base, x, use_cls=True)
+
+  def grads(model):
+    def loss(p):
+      tokens, _ = model.apply({"params": p}, x, train=True, use_cls=True,
+                              rngs={"dropout": jax.random.key(3)})
+      return jnp.sum(jnp.sin(tokens))
+    return jax.jit(jax.grad(loss))(params), str(jax.make_jaxpr(jax.grad(loss))(params))
+
+  ref, ref_jaxpr = grads(base)
+  dots = {}
+  for name in vit.REMAT_POLICIES:
+    g, jaxpr = grads(vit.ViT(**kw, scan=scan, remat=True, remat_policy=name))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b),
+                                                         rtol=1e-5, atol=1e-6), g, ref)
+    dots[name] = jaxpr.count("dot_general")
+  # Recomputed matmuls: full > save_projections (attention core) > save_matmuls (none).
+  assert dots["save_matmuls"] == ref_jaxpr.count("dot_general")
+  assert dots["full"] > dots["save_projections"] > dots["save_matmuls"]
+  with pytest.raises(ValueError, match="remat_policy"):
+    vit.ViT(**kw, remat=True, remat_policy="offload").init(jax.random.key(0), x)

@@ -116,7 +116,10 @@ class GatedProjector(nn.Module):
   @nn.compact
   def __call__(self, features: jax.Array) -> jax.Array:
     idx = select_layers(self.layers, features.shape[0])
-    f = features[jnp.asarray(idx)] if idx != tuple(range(features.shape[0])) else features
+    if idx == tuple(range(idx[0], idx[-1] + 1)):   # a static slice, not a gather (copy)
+      f = features[idx[0]:idx[-1] + 1]
+    else:
+      f = features[jnp.asarray(idx)]
     units = nn.vmap(_LayerUnit, variable_axes={"params": 0}, split_rngs={"params": True},
                     in_axes=0, out_axes=0, axis_size=len(idx),
                     metadata_params={nn.PARTITION_NAME: "layers"})

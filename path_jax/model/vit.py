@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from path_jax.model import attention as attention_lib
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -163,7 +165,7 @@ class Attention(nn.Module):
   dtype: Any = jnp.float32
   qkv_bias: bool = True
   axis: str = "embed"                 # logical name of the model width
-  attention_impl: str | None = None   # None / 'xla' / 'cudnn' (jax.nn.dot_product_attention)
+  attention_impl: str | None = None   # path_jax.model.attention: None / 'chunked' / 'xla' / 'cudnn'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -172,8 +174,18 @@ class Attention(nn.Module):
     qkv = _dense(3 * c, (self.axis, "qkv"), self.dtype, "qkv", use_bias=self.qkv_bias)(x)
     qkv = qkv.reshape(b, n, 3, self.num_heads, hd)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    out = jax.nn.dot_product_attention(q, k, v, scale=hd ** -0.5, implementation=self.attention_impl)
+    out = attention_lib.dot_product_attention(q, k, v, scale=hd ** -0.5,
+                                              impl=self.attention_impl)
     return _dense(c, ("qkv", self.axis), self.dtype, "proj")(out.reshape(b, n, c))
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact GELU, ``x/2 (1 + erf(x/sqrt(2)))``, written as PyTorch's ``nn.GELU()`` computes it.
+
+  ``jax.nn.gelu(approximate=False)`` uses ``erfc``, which XLA:CPU expands into two branches with an
+  exponential; the ``erf`` form differs by < 1e-6 in absolute value and is cheaper.
+  """
+  return x * (0.5 * (1.0 + jax.lax.erf(x * np.asarray(np.sqrt(0.5), x.dtype))))
 
 
 class Mlp(nn.Module):
@@ -185,7 +197,7 @@ class Mlp(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
     x = _dense(self.hidden, (self.axis, "mlp"), self.dtype, "fc1")(x)
-    x = nn.gelu(x, approximate=False)
+    x = gelu(x)
     return _dense(c, ("mlp", self.axis), self.dtype, "fc2")(x)
 
 
@@ -234,7 +246,12 @@ class ViT(nn.Module):
   loop forces one block's recomputation at a time, whereas XLA:CPU schedules the looped blocks'
   recomputations together and keeps every block's attention logits (measured for B/16 at
   800x1333, batch 1, forward+backward temporaries: 37.2 GB looped+remat, 36.6 GB without remat,
-  3.8 GB scanned+remat).
+  3.8 GB scanned+remat). ``remat_policy`` (:data:`REMAT_POLICIES`) says what is kept: ``'full'``
+  nothing; ``'save_projections'`` the weight matmuls' outputs; ``'save_matmuls'`` those and the
+  attention output, so only norms and GELU are recomputed.
+
+  ``attention_impl``: see :mod:`path_jax.model.attention` (default: chunked on CPU, which keeps no
+  ``[B, heads, N, N]`` tensors for the backward pass).
   """
   width: int = 768
   depth: int = 12
@@ -246,6 +263,7 @@ class ViT(nn.Module):
   drop_path_rate: float = 0.0
   dtype: Any = jnp.float32
   remat: bool = False
+  remat_policy: str = "full"
   scan: bool = False
   attention_impl: str | None = None
 
@@ -298,7 +316,8 @@ class ViT(nn.Module):
     rates = np.linspace(0.0, top_rate, self.depth).astype(np.float32)
     block_cls = Block
     if self.remat:
-      block_cls = nn.remat(Block, prevent_cse=not self.scan)
+      block_cls = nn.remat(Block, prevent_cse=not self.scan,
+                           policy=remat_policy(self.remat_policy))
     kwargs = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=self.dtype,
                   deterministic=not train, attention_impl=self.attention_impl)
     if self.scan:
@@ -318,6 +337,30 @@ class ViT(nn.Module):
     tokens = _layer_norm(1e-6, self.dtype, "norm")(x)
     return tokens, {"features": features, "grid": grid,
                     "image_hw": tuple(images.shape[1:3])}
+
+
+# ----------------------------------------------------------------------------------------------
+# Rematerialisation policies.
+
+REMAT_POLICIES = {
+    # Save nothing: the whole block is recomputed (about 1/3 more FLOPs, least memory).
+    "full": None,
+    # Save the outputs of the weight matmuls (qkv, proj, fc1, fc2) and recompute only the attention
+    # core (logits, softmax, weighted sum: the batched dots), the norms and the GELU. The
+    # [B, heads, N, N] logits and probabilities, the biggest activations at long sequences, are
+    # not kept; the recomputed FLOPs are 4 N^2 C per block instead of 24 N C^2 + 4 N^2 C.
+    "save_projections": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "save_matmuls": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+        jax.checkpoint_policies.save_only_these_names("attention_out", "attention_lse")),
+}
+
+
+def remat_policy(name: str):
+  if name not in REMAT_POLICIES:
+    raise ValueError(f"unknown remat_policy {name!r} (config.model.backbone.remat_policy); "
+                     f"use one of {sorted(REMAT_POLICIES)}")
+  return REMAT_POLICIES[name]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,5 +399,7 @@ def from_config(cfg) -> ViT:
   return ViT(**kw, pos_grid=tuple(cfg.get("pos_grid", (14, 14))),
              cls_token=bool(cfg.get("cls_token", False)),
              drop_path_rate=float(cfg.get("drop_path_rate", 0.0)), dtype=dtype,
-             remat=bool(cfg.get("remat", False)), scan=bool(cfg.get("scan", False)),
+             remat=bool(cfg.get("remat", False)),
+             remat_policy=str(cfg.get("remat_policy", "full")),
+             scan=bool(cfg.get("scan", False)),
              attention_impl=cfg.get("attention_impl", None))

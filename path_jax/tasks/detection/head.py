@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from path_jax.model import attention as attention_lib
 from path_jax.tasks.base import HeadInputs
 
 # The reference's `fan_in` arch: every weight matrix ~ N(0, 1/fan_in), untruncated.
@@ -102,8 +103,8 @@ class MultiHeadAttention(nn.Module):
       y = _dense(d, ("embed", "qkv"), self.dtype, name)(x)
       return y.reshape(*y.shape[:-1], self.num_heads, hd)
 
-    out = jax.nn.dot_product_attention(heads(q, "query"), heads(k, "key"), heads(v, "value"),
-                                       scale=hd ** -0.5)
+    out = attention_lib.dot_product_attention(heads(q, "query"), heads(k, "key"),
+                                              heads(v, "value"), scale=hd ** -0.5)
     return _dense(d, ("qkv", "embed"), self.dtype, "out")(out.reshape(*q.shape[:-1], d))
 
 
