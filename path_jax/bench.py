@@ -284,8 +284,8 @@ def _step_parser(p: argparse.ArgumentParser) -> None:
   p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"])
   p.add_argument("--remat", action="store_true",
                  help="recompute blocks in the backward pass (bounds memory only with --scan)")
-  p.add_argument("--remat_policy", default="",
-                 choices=["", "full", "save_projections", "save_matmuls"],
+  from path_jax.model import vit
+  p.add_argument("--remat_policy", default="", choices=["", *vit.REMAT_POLICIES],
                  help="what remat keeps (path_jax.model.vit.REMAT_POLICIES; default: the config's)")
   p.add_argument("--scan", action="store_true", help="scanned backbone blocks")
   p.add_argument("--compile_only", action="store_true",
@@ -303,16 +303,16 @@ def bench_matmul(args) -> dict:
 
 
 def _model_parser(p: argparse.ArgumentParser) -> None:
+  from path_jax.model import attention, vit
   p.add_argument("--variant", default="B/16")
   p.add_argument("--size", default="224x224", help="HxW in pixels")
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--cls", action="store_true", help="run with the cls token (ReID)")
   p.add_argument("--remat", action="store_true")
-  p.add_argument("--remat_policy", default="full",
-                 choices=["full", "save_projections", "save_matmuls"])
+  p.add_argument("--remat_policy", default="full", choices=list(vit.REMAT_POLICIES))
   p.add_argument("--scan", action="store_true")
-  p.add_argument("--attention", default=None, choices=[None, "chunked", "xla", "cudnn"],
+  p.add_argument("--attention", default=None, choices=list(attention.IMPLS),
                  help="attention implementation (path_jax.model.attention; default: per platform)")
   p.add_argument("--iters", type=int, default=5)
   p.add_argument("--warmup", type=int, default=2, help="calls before timing (incl. the compile)")
