@@ -57,8 +57,12 @@ def _plan(model, make_tx, image_shapes, mesh, rules, fsdp_min_size):
     with nn.logical_axis_rules(rules):
       return model.init({"params": rng, "dropout": rng}, dummy, train=False)
 
+  # The key is made outside the mesh context: with compile-only devices (a TPU topology compiled
+  # from a CPU host) an array created under ``set_mesh`` would be placed on devices that cannot
+  # hold data. Only its shape and dtype matter here.
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
   with jax.set_mesh(mesh):
-    abstract = jax.eval_shape(init_variables, jax.random.key(0))
+    abstract = jax.eval_shape(init_variables, key)
   param_sh, report = rules_lib.param_shardings(abstract["params"], mesh, rules,
                                                fsdp_min_size=fsdp_min_size)
   abstract_params = nn.unbox(abstract["params"])

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from path_jax import tasks as tasks_lib
+from path_jax.optim import grouping
 from path_jax.state import TrainState
 
 
@@ -74,7 +75,8 @@ def _loss_fn(params, batch_stats, batch, loss_weights, rng, *, model, rules):
     if spec.name not in batch:
       continue
     task = tasks_lib.get(spec.task)
-    loss, task_metrics = task.loss(outputs[spec.name], batch[spec.name], spec.cfg)
+    with jax.named_scope(f"loss_{spec.name}"):   # named for profiles and path_jax.cost_model
+      loss, task_metrics = task.loss(outputs[spec.name], batch[spec.name], spec.cfg)
     loss = loss.astype(jnp.float32)
     total = total + loss_weights[i] * loss
     metrics[f"loss/{spec.name}"] = loss
@@ -128,11 +130,13 @@ def train_step(state: TrainState, batch: Mapping[str, Mapping[str, jax.Array]],
     loss = metrics["loss"]
 
   # A non-finite element makes the global norm inf/nan; one reduction instead of one per leaf
-  # (a finite gradient whose squares overflow float32, |g| > 1e19, is skipped too).
-  grad_norm = optax.global_norm(grads)
+  # (a finite gradient whose squares overflow float32, |g| > 1e19, is skipped too). Grouped by
+  # leaf shape: one reduction per shape, not per leaf (path_jax.optim.grouping).
+  grad_norm = grouping.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-  new_params = optax.apply_updates(state.params, updates)
+  with jax.named_scope("optimizer"):   # a name for profiles and path_jax.cost_model's parts
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
   # One conditional select of the whole state (cheaper to compile than a select per leaf).
   params, opt_state, batch_stats = jax.lax.cond(
       finite, lambda: (new_params, new_opt_state, batch_stats),
@@ -144,7 +148,7 @@ def train_step(state: TrainState, batch: Mapping[str, Mapping[str, jax.Array]],
       consecutive_skipped=consecutive.astype(jnp.int32))
   metrics = dict(metrics)
   metrics["grad_norm"] = grad_norm
-  metrics["param_norm"] = optax.global_norm(new_state.params)
+  metrics["param_norm"] = grouping.global_norm(new_state.params)
   metrics["finite"] = finite.astype(jnp.float32)
   metrics["skipped"] = new_state.skipped
   metrics["consecutive_skipped"] = new_state.consecutive_skipped

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import time
 from typing import Any, Mapping
@@ -46,16 +47,46 @@ def read_metadata(tfds_name: str, data_dir: str) -> dict[str, Any]:
     return json.load(f)
 
 
-def fill_from_metadata(cfg: ml_collections.ConfigDict) -> None:
+# Shape-only stand-ins for counts that normally come from prepared data (ahead-of-time compiles
+# on a host without the data): they fix parameter shapes, not values a run would train with.
+PLACEHOLDER_COUNTS = {"num_classes": 1000, "num_attributes": 32, "num_joints": 17}
+
+
+def fill_from_metadata(cfg: ml_collections.ConfigDict, placeholders: bool = False) -> list[str]:
   """Fills dataset fields left unset (None) from the prepared datasets' metadata: ReID class
-  counts, attribute counts and positive ratios, pose joint counts."""
+  counts, attribute counts and positive ratios, pose joint counts.
+
+  ``placeholders``: where the metadata is missing, fill :data:`PLACEHOLDER_COUNTS` (and positive
+  ratios of 0.5) instead of failing; returns the ``config.datasets.<name>.<field>`` keys so
+  filled."""
+  filled = []
   for name in cfg.datasets:
     d = cfg.datasets[name]
     needs = {"reid": ("num_classes",), "attributes": ("num_attributes", "positive_ratios"),
              "pose": ("num_joints",)}.get(d.task, ())
     if not any(d.get(k, None) is None for k in needs):
       continue
-    meta = read_metadata(d.tfds_name, _dataset_dir(d, cfg.data_dir))
+    try:
+      meta = read_metadata(d.tfds_name, _dataset_dir(d, cfg.data_dir))
+    except FileNotFoundError:
+      if not placeholders:
+        raise
+      meta = {}
+    if placeholders:
+      with d.unlocked():
+        if d.task == "reid" and d.num_classes is None and "num_train_ids" not in meta:
+          d.num_classes = PLACEHOLDER_COUNTS["num_classes"]
+          filled.append(f"config.datasets.{name}.num_classes")
+        if d.task == "pose" and d.num_joints is None and "num_joints" not in meta:
+          d.num_joints = PLACEHOLDER_COUNTS["num_joints"]
+          filled.append(f"config.datasets.{name}.num_joints")
+        if (d.task == "attributes" and d.positive_ratios is None
+            and "positive_ratio" not in meta):
+          if d.num_attributes is None:
+            d.num_attributes = PLACEHOLDER_COUNTS["num_attributes"]
+            filled.append(f"config.datasets.{name}.num_attributes")
+          d.positive_ratios = tuple([0.5] * int(d.num_attributes))
+          filled.append(f"config.datasets.{name}.positive_ratios")
     with d.unlocked():
       if d.task == "reid" and d.num_classes is None:
         d.num_classes = int(_need(meta, "num_train_ids", name, "num_classes"))
@@ -68,6 +99,7 @@ def fill_from_metadata(cfg: ml_collections.ConfigDict) -> None:
           d.num_attributes = len(d.positive_ratios if ratios is None else ratios)
       if d.task == "pose" and d.get("num_joints", None) is None:
         d.num_joints = int(_need(meta, "num_joints", name, "num_joints"))
+  return filled
 
 
 def _need(meta, key, dataset, field):
@@ -77,8 +109,14 @@ def _need(meta, key, dataset, field):
   return meta[key]
 
 
-def check_config(cfg: ml_collections.ConfigDict, mesh) -> None:
-  """Everything that can be checked before any compute: data present, batch sizes, mesh, mode."""
+def check_config(cfg: ml_collections.ConfigDict, mesh, *, num_hosts: int | None = None,
+                 check_data: bool = True) -> None:
+  """Everything that can be checked before any compute: data present, batch sizes, mesh, mode.
+
+  ``num_hosts``: the processes that feed the mesh (default ``jax.process_count()``; an
+  ahead-of-time compile passes the target topology's). ``check_data=False`` skips the checks of
+  prepared data (compiling for a pod on a host without the data)."""
+  num_hosts = jax.process_count() if num_hosts is None else int(num_hosts)
   from configs.common import MODES, PROTOCOLS
   from path_jax.input import sources
   if cfg.mode not in MODES:
@@ -101,9 +139,11 @@ def check_config(cfg: ml_collections.ConfigDict, mesh) -> None:
     if d.batch_size % shards:
       problems.append(f"config.datasets.{name}.batch_size={d.batch_size} is not a multiple of "
                       f"the {shards} batch shards of mesh {dict(mesh.shape)}")
-    if d.batch_size % jax.process_count():
+    if d.batch_size % num_hosts:
       problems.append(f"config.datasets.{name}.batch_size={d.batch_size} does not split over "
-                      f"{jax.process_count()} hosts")
+                      f"{num_hosts} hosts")
+    if not check_data:
+      continue
     checks = [(d.tfds_name, d.split)] if cfg.mode in ("pretrain", "finetune") else []
     eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
     checks += [(eval_name, s) for s in str(d.get("eval_split", "") or "").split("+") if s]
@@ -113,6 +153,11 @@ def check_config(cfg: ml_collections.ConfigDict, mesh) -> None:
       except (FileNotFoundError, ValueError) as e:
         problems.append(f"config.datasets.{name}: {e}")
   if problems:
+    unit = math.lcm(shards, num_hosts)
+    if any("batch_size" in p for p in problems):
+      problems.append(f"every sub-batch must be a multiple of {unit} on this mesh: set the "
+                      f"batch sizes, or for the pretraining configs (configs/vitb.py, vitl.py) "
+                      f"pass ':divisor={unit}' (e.g. --config=configs/vitb.py:divisor={unit})")
     raise ValueError("the config does not fit this run:\n  " + "\n  ".join(problems))
 
 
@@ -156,22 +201,32 @@ class Setup:
   make_tx: Any
   image_shapes: dict
   rules: tuple
+  placeholders: list = dataclasses.field(default_factory=list)
 
 
-def setup(cfg: ml_collections.ConfigDict) -> Setup:
-  mesh_lib.initialize_distributed(cfg.distributed)
-  mesh = mesh_lib.from_config(cfg.mesh)
+def setup(cfg: ml_collections.ConfigDict, *, devices=None, check_data: bool = True) -> Setup:
+  """Mesh, config checks, model and optimiser of a run.
+
+  ``devices``: build the mesh over these (e.g. the compile-only devices of a TPU topology,
+  path_jax.compile) instead of starting jax.distributed and taking every device; the model is
+  built for their platform. ``check_data=False``: no prepared data is needed (counts that would
+  come from its metadata get shape-only placeholders, listed in ``Setup.placeholders``)."""
+  if devices is None:
+    mesh_lib.initialize_distributed(cfg.distributed)
+  mesh = mesh_lib.from_config(cfg.mesh, devices)
   with cfg.unlocked():
     for name in cfg.datasets:
       if not cfg.datasets[name].get("data_dir", ""):
         cfg.datasets[name].data_dir = cfg.data_dir
   apply_protocol(cfg)
-  check_config(cfg, mesh)
-  fill_from_metadata(cfg)
-  model = path_lib.from_config(cfg)
+  num_hosts = len({d.process_index for d in mesh.devices.flat})
+  check_config(cfg, mesh, num_hosts=num_hosts, check_data=check_data)
+  placeholders = fill_from_metadata(cfg, placeholders=not check_data)
+  model = path_lib.from_config(cfg, platform=mesh_lib.platform(mesh))
   make_tx = functools.partial(optim.make_optimizer, cfg.optimizer)
   image_shapes = {n: tuple(cfg.datasets[n].image_size) for n in cfg.datasets}
-  return Setup(cfg, mesh, model, make_tx, image_shapes, rules_lib.rules_from_config(cfg.mesh))
+  return Setup(cfg, mesh, model, make_tx, image_shapes, rules_lib.rules_from_config(cfg.mesh),
+               placeholders)
 
 
 def _log_config(cfg, workdir):

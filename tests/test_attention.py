@@ -93,7 +93,7 @@ def test_default_is_chunked_on_cpu_and_bad_name_is_refused():
                                                impl="xla"))(q, k, v))
   assert "custom_vjp_call" not in jaxpr
   with pytest.raises(ValueError, match="attention_impl"):
-    attention.dot_product_attention(q, k, v, scale=0.5, impl="flash")
+    attention.dot_product_attention(q, k, v, scale=0.5, impl="flashy")
 
 
 def test_no_quadratic_residuals():
@@ -106,3 +106,59 @@ def test_no_quadratic_residuals():
   assert max(sizes) <= b * n * h * d and sum(sizes) <= 4 * b * n * h * d + b * h * n
   _, vjp_ref = jax.vjp(functools.partial(jax.nn.dot_product_attention, scale=0.3), q, k, v)
   assert max(x.size for x in jax.tree.leaves(vjp_ref)) >= b * h * n * n
+
+
+def _reference_kernel(q, k, v, scale, block_q, block_k):
+  """Stand-in for the Pallas TPU kernel on CPU, with its contract: ``[B, H, T, D]`` operands
+  padded to whole blocks, plain softmax attention (the padding is masked by the caller)."""
+  assert q.shape[2] % block_q == 0 and k.shape[2] % block_k == 0
+  logits = jnp.einsum("bhtd,bhsd->bhts", q.astype(jnp.float32), k.astype(jnp.float32)) * scale
+  return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(logits, axis=-1),
+                    v.astype(jnp.float32)).astype(q.dtype)
+
+
+@pytest.mark.parametrize("t,s", [(600, 600), (300, 1100), (1024, 1024)])
+def test_flash_wrapper_pads_masks_and_shards(monkeypatch, t, s):
+  """'flash' (TPU): tokens padded to whole blocks, padded keys masked by an extra feature,
+  heads-first layout, the kernel
+  under shard_map over the batch axes of the mesh in context; equal to XLA's attention in value
+  and gradients, also under vmap (the projectors map attention over layers)."""
+  from path_jax.parallel import mesh as mesh_lib
+  seen = []
+
+  def kernel(q, k, v, scale, block_q, block_k):
+    seen.append((q.shape, k.shape, block_q, block_k))
+    return _reference_kernel(q, k, v, scale, block_q, block_k)
+
+  monkeypatch.setattr(attention, "_flash_kernel", kernel)
+  q, k, v = _qkv(8, t, s, 2, 8)
+  want, want_g = _value_and_grads(
+      lambda q, k, v: jax.nn.dot_product_attention(q, k, v, scale=0.3), q, k, v)
+  mesh = mesh_lib.make_mesh((4, 2, 1))
+  with jax.set_mesh(mesh):
+    got, got_g = _value_and_grads(
+        lambda q, k, v: attention.dot_product_attention(q, k, v, scale=0.3, impl="flash"),
+        q, k, v)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for a, b in zip(got_g, want_g):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # Per-device shards (8 images over 8 batch shards): padded to whole blocks.
+  (qs, ks, bq, bk) = seen[0]
+  assert qs[0] == 1 and qs[2] % bq == 0 and qs[2] >= t and ks[2] % bk == 0 and ks[2] >= s
+  assert bq == (512 if t >= 1024 else 128)
+  assert qs[3] == ks[3] == 8 + (ks[2] > s)   # the masking feature, only when keys are padded
+  with jax.set_mesh(mesh):
+    mapped = jax.jit(jax.vmap(lambda q: attention.dot_product_attention(
+        q, k, v, scale=0.3, impl="flash")))(jnp.stack([q, 2 * q]))
+  np.testing.assert_allclose(mapped[1], jax.nn.dot_product_attention(2 * q, k, v, scale=0.3),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_flash_short_sequences_use_xla(monkeypatch):
+  monkeypatch.setattr(attention, "_flash_kernel", lambda *a: pytest.fail("kernel called"))
+  q, k, v = _qkv(2, 197, 197, 2, 8)
+  np.testing.assert_allclose(attention.dot_product_attention(q, k, v, scale=0.3, impl="flash"),
+                             jax.nn.dot_product_attention(q, k, v, scale=0.3), rtol=1e-6)
+  with pytest.raises(ValueError, match="needs a TPU"):
+    attention.resolve_impl("flash", "cpu")
+  assert attention.resolve_impl(None, "tpu") == "flash"

@@ -461,3 +461,31 @@ def test_bench_runs(capsys):
   result = bench.run(Args())
   assert result["detection_loss_grad_ms"] > 0 and result["boxes"] == 4
   assert "ms" in capsys.readouterr().out
+
+
+def test_scanned_decoder_equals_looped():
+  """scan_layers: the decoder layers as one scanned body (parameters stacked under 'layers')
+  give the looped decoder's outputs and gradients."""
+  from path_jax.tasks.detection.head import DetectionHead
+  kw = dict(hidden_dim=32, num_heads=4, ffn_dim=64, num_layers=3, num_anchors=6, num_patterns=2,
+            remat=True, attention_impl="xla")
+  looped, scanned = DetectionHead(**kw), DetectionHead(**kw, scan=True)
+  x = HeadInputs(tokens=jax.random.normal(jax.random.key(0), (2, 12, 48)), grid=(3, 4),
+                 image_hw=(48, 64), cls=None)
+  p_loop = nn.unbox(looped.init(jax.random.key(1), x)["params"])
+  p_scan = {k: v for k, v in p_loop.items() if not k.startswith("layer_")}
+  p_scan["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs),
+                                  *[p_loop[f"layer_{i}"] for i in range(3)])
+  want = jax.eval_shape(lambda: nn.unbox(scanned.init(jax.random.key(1), x)["params"]))
+  assert jax.tree.structure(want) == jax.tree.structure(p_scan)
+  out_l, out_s = looped.apply({"params": p_loop}, x), scanned.apply({"params": p_scan}, x)
+  for k in ("logits", "boxes"):
+    np.testing.assert_allclose(out_s[k], out_l[k], rtol=1e-5, atol=1e-6)
+  loss = lambda m: lambda p: jnp.sum(m.apply({"params": p}, x)["boxes"] ** 2)   # noqa: E731
+  g_l, g_s = jax.grad(loss(looped))(p_loop), jax.grad(loss(scanned))(p_scan)
+  for i in range(3):
+    for a, b in zip(jax.tree.leaves(g_l[f"layer_{i}"]),
+                    jax.tree.leaves(jax.tree.map(lambda v: v[i], g_s["layers"]))):
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(g_s["bbox_embed"]["fc2"]["kernel"],
+                             g_l["bbox_embed"]["fc2"]["kernel"], rtol=1e-4, atol=1e-6)

@@ -528,3 +528,50 @@ def test_remat_policies_same_gradients_and_recompute_what_they_say(scan):
   assert dots["full"] > dots["save_projections"] > dots["save_matmuls"]
   with pytest.raises(ValueError, match="remat_policy"):
     vit.ViT(**kw, remat=True, remat_policy="offload").init(jax.random.key(0), x)
+
+
+def test_projector_runs_equal_per_dataset_calls():
+  """Datasets of one backbone pass and one projector group go through their projector in one
+  call (one projector instance in the program instead of one per dataset); the outputs equal
+  each dataset run on its own (its own pass and projector call, as before)."""
+  import step_setup as S
+  cfg = S.config()
+  model = S.model(cfg)
+  batch = S.batch(cfg, batch=4)
+  images = {n: jnp.asarray(b["image"]) for n, b in batch.items()}
+  variables = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, images)
+  together = jax.jit(lambda v, x: model.apply(v, x))(variables, images)
+  for name in ("pose_a", "pose_b"):   # the two pose sets share a pass and the pose projector
+    alone = jax.jit(lambda v, x: model.apply(v, x))(variables, {name: images[name]})
+    for a, b in zip(jax.tree.leaves(alone[name]), jax.tree.leaves(together[name])):
+      np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
+
+
+def test_join_and_take_move_no_data_between_devices():
+  """Sub-batches are joined shard by shard for a shared backbone pass and taken apart again:
+  the round trip is exact and the partitioned program has no collectives."""
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from path_jax.parallel import mesh as mesh_lib
+  mesh = mesh_lib.make_mesh((4, 2, 1))
+  a = jnp.arange(16 * 3, dtype=jnp.float32).reshape(16, 3)
+  b = -jnp.arange(24 * 3, dtype=jnp.float32).reshape(24, 3)
+
+  def f(a, b):
+    shards = path._batch_shards([a.shape[0], b.shape[0]])
+    joined = path._join([a, b], shards)
+    return shards, joined, path._take(joined, 0, 16, shards), path._take(joined, 16, 24, shards)
+
+  sharding = NamedSharding(mesh, P(("data", "fsdp")))
+  with jax.set_mesh(mesh):
+    shards = f(a, b)[0]
+    fn = jax.jit(lambda a, b: f(a, b)[1:], in_shardings=(sharding, sharding))
+    joined, a2, b2 = fn(a, b)
+    text = fn.lower(a, b).compile().as_text()
+  assert shards == 8
+  np.testing.assert_array_equal(a2, a)
+  np.testing.assert_array_equal(b2, b)
+  # Device i's shard of the joined batch is shard i of a followed by shard i of b.
+  np.testing.assert_array_equal(joined[:5], jnp.concatenate([a[:2], b[:3]]))
+  for op in ("collective-permute", "all-gather", "all-to-all", "all-reduce"):
+    assert op not in text, op
+  assert path._batch_shards([16, 24]) == 1   # no mesh in context: plain concatenation

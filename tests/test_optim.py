@@ -497,3 +497,46 @@ def test_boxed_params_match_unboxed():
   u_u = leaves(u_u)
   for path, got in leaves(nn.meta.unbox(u_b)).items():
     np.testing.assert_array_equal(got, u_u[path], err_msg=str(path))
+
+
+@pytest.mark.parametrize("scanned", [False, True])
+def test_grouped_leaves_equal_per_leaf_chain(scanned):
+  """optimizer.group_leaves runs the chain once per group of same-shaped leaves: same updates
+  and the same (per-leaf) state layout as the per-leaf chain, with fewer groups than leaves."""
+  from path_jax.optim import grouping
+  depth = 3
+  shapes = model_shapes(8, depth, scanned=scanned, patch=4, grid=3)
+  params = random_like(shapes, np.random.default_rng(4))
+  cfg_leaf, cfg_group = small_config(), small_config()
+  cfg_leaf.group_leaves, cfg_group.group_leaves = False, True
+  tx_l, tx_g = optim.make_optimizer(cfg_leaf, shapes), optim.make_optimizer(cfg_group, shapes)
+  st_l, st_g = tx_l.init(params), tx_g.init(params)
+  assert jax.tree.structure(st_l) == jax.tree.structure(st_g)
+  for a, b in zip(jax.tree.leaves(st_l), jax.tree.leaves(st_g)):
+    assert a.shape == b.shape
+  up_l, up_g = jax.jit(tx_l.update), jax.jit(tx_g.update)
+  p_l = p_g = params
+  for grads in grad_sequence(shapes, 4, seed=5):
+    g = tree_from_leaves(shapes, grads)
+    u_l, st_l = up_l(g, st_l, p_l)
+    u_g, st_g = up_g(g, st_g, p_g)
+    for path, got in leaves(u_g).items():
+      np.testing.assert_allclose(got, leaves(u_l)[path], rtol=1e-6, atol=1e-9, err_msg=str(path))
+    p_l, p_g = optax.apply_updates(p_l, u_l), optax.apply_updates(p_g, u_g)
+  for a, b in zip(jax.tree.leaves(st_l), jax.tree.leaves(st_g)):
+    # Reductions run in another order: float32 rounding, relative to each state's scale.
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * float(np.max(np.abs(b))) + 1e-12)
+  # The point of it: fewer chains than leaves (looped blocks share shapes).
+  plan = grouping._Plan(shapes, lambda path, leaf: None)
+  assert len(plan.groups) < len(jax.tree.leaves(shapes))
+  if not scanned:
+    assert len(plan.groups) <= len(jax.tree.leaves(shapes)) // 2
+
+
+def test_grouped_global_norm_equals_optax():
+  from path_jax.optim import grouping
+  shapes = model_shapes(8, 3, scanned=False, patch=4, grid=3)
+  tree = random_like(shapes, np.random.default_rng(6))
+  np.testing.assert_allclose(grouping.global_norm(tree), optax.global_norm(tree), rtol=1e-6)
+  tree["head_coco"]["deconv"]["bias"][2] = np.inf   # a non-finite leaf still shows
+  assert not np.isfinite(grouping.global_norm(tree))

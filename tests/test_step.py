@@ -245,3 +245,19 @@ def test_optimizer_state_shardings_with_frozen_parameters(freeze):
   else:
     assert not mirrored and not frozen
     assert any("['head_attr_a']" in k for k in leaves)
+
+
+def test_grouped_optimizer_step_equals_per_leaf(reference):
+  """The compact step (optimizer.group_leaves, path_jax.optim.grouping: one chain per group of
+  same-shaped leaves) gives the per-leaf chain's losses, parameters and optimiser state."""
+  ref_state, ref_metrics = reference
+  cfg = S.config()
+  assert cfg.optimizer.group_leaves   # the reference ran grouped
+  cfg.optimizer.group_leaves = False
+  mesh = mesh_lib.make_mesh((1, 1, 1), devices=jax.devices()[:1])
+  state, metrics, _ = _run(cfg, mesh)
+  np.testing.assert_allclose(metrics[0]["loss"], ref_metrics[0]["loss"], rtol=1e-6)
+  assert jax.tree.structure(state.opt_state) == jax.tree.structure(ref_state.opt_state)
+  for got, want in zip(jax.tree.leaves(jax.device_get(state.params)),
+                       jax.tree.leaves(ref_state.params)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)

@@ -262,6 +262,13 @@ def test_phase_deconv_equals_dilated_conv_transpose_with_gradients():
   np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(g1[0]["kernel"], g2[0]["kernel"], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(g1[1], g2[1], rtol=1e-5, atol=1e-5)
+  # impl='dilated' (TPU/GPU: one transposed convolution), same parameter, same numbers.
+  dilated = TorchDeconv(4, impl="dilated")
+  (l3, y3), g3 = jax.value_and_grad(lambda p, x: loss(dilated, p, x), (0, 1), has_aux=True)(
+      params, x)
+  np.testing.assert_allclose(y3, y1, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(g3[0]["kernel"], g1[0]["kernel"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(g3[1], g1[1], rtol=1e-5, atol=1e-5)
 
 
 def test_registered_task_overfits_and_zero_weight_grads_are_finite():

@@ -15,20 +15,55 @@ D]`` (the layout of ``jax.nn.dot_product_attention``), no mask, no bias.
   sequences. Serialising the groups would waste an accelerator, so it is the default on CPU only.
 * ``'xla'`` / ``'cudnn'``: ``jax.nn.dot_product_attention`` with that implementation (``'cudnn'``
   is the fused flash kernel on NVIDIA GPUs).
-* ``None``: ``'chunked'`` on CPU, otherwise ``jax.nn.dot_product_attention``'s own choice.
+* ``'flash'`` (TPU): Pallas's TPU flash-attention kernel
+  (``jax.experimental.pallas.ops.tpu.flash_attention``) for sequences of at least
+  :data:`FLASH_MIN_TOKENS` keys or queries, XLA's attention for shorter ones. The logits stay in
+  the cores' VMEM instead of making a round trip through HBM: at the detection inputs' 7,056
+  tokens XLA's attention is memory-bound and the step's largest cost (path_jax.compile's
+  estimate). Sequences are padded to whole blocks, padded keys masked (:func:`flash_attention`);
+  the kernel runs under ``jax.shard_map`` over the batch axes of the mesh in context (and the heads
+  over 'model' when they divide), since XLA cannot partition a custom kernel itself.
+* ``None``: resolved for a platform by :func:`resolve_impl`: ``'chunked'`` on CPU, ``'flash'`` on
+  TPU, ``jax.nn.dot_product_attention``'s own choice on GPU. Models resolve it when they are built
+  for a mesh (``path_jax.model.path.from_config(cfg, platform=...)``), so a step compiled on a CPU
+  host for a TPU topology gets the TPU's implementation; an unresolved ``None`` reaching
+  :func:`dot_product_attention` falls back to ``jax.default_backend()``.
 
 The softmax runs in float32 whatever the input dtype.
 """
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-IMPLS = (None, "chunked", "xla", "cudnn")
+IMPLS = (None, "chunked", "xla", "cudnn", "flash")
+FLASH_MIN_TOKENS = 512   # 'flash': shorter sequences use XLA's attention (cheap at that size)
 DEFAULT_CHUNK = 4   # (batch, head) pairs per lax.map step: 4 x 900 x 900 float32 is 13 MB
+
+
+def resolve_impl(impl: str | None, platform: str) -> str | None:
+  """The implementation to use on ``platform`` ('cpu', 'tpu', 'gpu'/'cuda'/'rocm') for the config
+  value ``impl``: an explicit choice is kept; ``None`` becomes ``'chunked'`` on CPU, ``'xla'`` on
+  TPU and stays ``None`` (jax.nn's choice: cuDNN where it can) on GPUs."""
+  if impl not in IMPLS:
+    raise ValueError(f"unknown attention implementation {impl!r} "
+                     f"(config.model.backbone.attention_impl); use one of {IMPLS}")
+  if impl is not None:
+    need = {"cudnn": ("gpu", "cuda"), "flash": ("tpu",)}.get(impl)
+    if need and platform not in need:
+      raise ValueError(f"attention_impl={impl!r} needs a {need[0].upper()}, but the mesh's "
+                       f"devices are {platform!r}; set config.model.backbone.attention_impl to "
+                       f"None or 'xla'")
+    return impl
+  if platform == "cpu":
+    return "chunked"
+  if platform == "tpu":
+    return "flash"
+  return None
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
@@ -36,11 +71,82 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: fl
   if impl not in IMPLS:
     raise ValueError(f"unknown attention implementation {impl!r} "
                      f"(config.model.backbone.attention_impl); use one of {IMPLS}")
-  if impl is None and jax.default_backend() == "cpu":
-    impl = "chunked"
+  if impl is None:
+    impl = resolve_impl(None, jax.default_backend())
   if impl == "chunked":
     return chunked_attention(q, k, v, float(scale), int(chunk))
+  if impl == "flash":
+    if max(q.shape[1], k.shape[1]) >= FLASH_MIN_TOKENS:
+      return flash_attention(q, k, v, float(scale))
+    impl = "xla"
   return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation=impl)
+
+
+# ----------------------------------------------------------------------------------------------
+# 'flash': the Pallas TPU kernel, padded to whole blocks and mapped over the mesh.
+
+
+def flash_block(n: int) -> int:
+  """Block length for a sequence of ``n`` tokens: 512 for long sequences, else 128 (the TPU
+  lane width); sequences are padded to a multiple of it."""
+  return 512 if n >= 1024 else 128
+
+
+def _flash_kernel(q, k, v, scale, block_q, block_k):
+  """The Pallas kernel on ``[B, H, T, D]`` operands (replaced by a reference in CPU tests)."""
+  from jax.experimental.pallas.ops.tpu import flash_attention as fa
+  sizes = fa.BlockSizes(block_q=block_q, block_k_major=block_k, block_k=block_k, block_b=1,
+                        block_q_major_dkv=block_q, block_k_major_dkv=block_k, block_k_dkv=block_k,
+                        block_q_dkv=block_q, block_k_major_dq=block_k, block_k_dq=block_k,
+                        block_q_dq=block_q)
+  return fa.flash_attention(q, k, v, sm_scale=scale, block_sizes=sizes)
+
+
+# Added to a padded key's logit (before the scale): exp() of it is exactly 0 in float32.
+_MASKED_KEY = -1e9
+
+
+def _pad_tokens(x: jax.Array, n: int) -> jax.Array:
+  return jnp.pad(x, ((0, 0), (0, n - x.shape[1]), (0, 0), (0, 0))) if n > x.shape[1] else x
+
+
+def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> jax.Array:
+  """``impl='flash'``: ``q [B, T, H, D]``, ``k, v [B, S, H, D]`` -> ``[B, T, H, D]``.
+
+  Padded keys are masked by one extra feature, 1 in every query and 0 in a real key but
+  ``_MASKED_KEY`` in a padded one, so their logits vanish from the softmax. This costs a 65th
+  feature where the MXU pads 64 to 128 anyway; the kernel's segment ids would instead broadcast
+  ``[B, T, 128]`` int32 masks through HBM for every call (3 % of the PATH step's estimate)."""
+  from jax.sharding import PartitionSpec as P
+  from path_jax.parallel.mesh import BATCH_AXES
+  b, t, h, _ = q.shape
+  s = k.shape[1]
+  bq, bk = flash_block(t), flash_block(s)
+  tp, sp = -(-t // bq) * bq, -(-s // bk) * bk
+  heads_first = lambda x, n: jnp.swapaxes(_pad_tokens(x, n), 1, 2)   # noqa: E731
+  q, k, v = heads_first(q, tp), heads_first(k, sp), heads_first(v, sp)
+  if sp > s:
+    extra = jnp.where(jnp.arange(sp) < s, 0.0, _MASKED_KEY).astype(k.dtype)
+    q = jnp.concatenate([q, jnp.ones(q.shape[:-1] + (1,), q.dtype)], axis=-1)
+    k = jnp.concatenate([k, jnp.broadcast_to(extra[:, None], k.shape[:-1] + (1,))], axis=-1)
+    v = jnp.concatenate([v, jnp.zeros(v.shape[:-1] + (1,), v.dtype)], axis=-1)
+
+  def kernel(q, k, v):
+    return _flash_kernel(q, k, v, scale, bq, bk)
+
+  mesh = jax.sharding.get_abstract_mesh()
+  if not mesh.empty:
+    batch = tuple(a for a in BATCH_AXES if a in mesh.shape and mesh.shape[a] > 1)
+    shards = math.prod(mesh.shape[a] for a in batch)
+    batch = batch if batch and b % shards == 0 else None
+    model = mesh.shape.get("model", 1)
+    heads = "model" if model > 1 and h % model == 0 else None
+    if batch or heads:
+      act = P(batch, heads, None, None)
+      kernel = jax.shard_map(kernel, mesh=mesh, in_specs=(act, act, act), out_specs=act,
+                             check_vma=False)
+  out = kernel(q, k, v)[..., :v.shape[-1] - int(sp > s)]
+  return jnp.swapaxes(out, 1, 2)[:, :t]
 
 
 def _to_pairs(x: jax.Array) -> jax.Array:

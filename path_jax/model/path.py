@@ -10,8 +10,8 @@ Parameter tree (stable; optimiser rules, sharding rules and export rely on it)::
 
 Applying the model to ``{dataset: images [B_d, H_d, W_d, 3]}`` returns ``{dataset: head outputs}``.
 Datasets whose images share a shape (and cls use and stochastic-depth rate) go through the backbone
-in one pass: their images are concatenated, the backbone runs once, and the tokens are split again
-with static offsets. Without a projector config (downstream finetuning) the heads read the
+in one pass: their images are concatenated (shard by shard under a mesh: no data moves between
+devices), the backbone runs once, and the tokens are split again with static offsets. Without a projector config (downstream finetuning) the heads read the
 backbone's final normed tokens, as the paper's evaluation does.
 """
 from __future__ import annotations
@@ -51,14 +51,30 @@ def projector_group(name: str, cfg: Mapping[str, Any], share: str) -> str:
   raise ValueError(f"projector.share must be 'task', 'all' or 'dataset', got {share!r}")
 
 
-def dataset_specs(datasets: Mapping[str, Mapping[str, Any]], share: str = "task"
-                  ) -> tuple[DatasetSpec, ...]:
-  """Specs for a ``{name: dataset config}`` mapping (a ConfigDict of dataset subtrees)."""
+def platform_fields(platform: str, attention_impl: str | None) -> dict[str, Any]:
+  """Head fields that depend on the platform the model is built for: the attention
+  implementation (the backbone's, already resolved) and the pose heads' transposed-conv form."""
+  return {"attention_impl": attention_impl,
+          "deconv_impl": "phase" if platform == "cpu" else "dilated"}
+
+
+def dataset_specs(datasets: Mapping[str, Mapping[str, Any]], share: str = "task",
+                  resolved: Mapping[str, Any] | None = None) -> tuple[DatasetSpec, ...]:
+  """Specs for a ``{name: dataset config}`` mapping (a ConfigDict of dataset subtrees).
+
+  ``resolved``: values for dataset fields left unset (None) that depend on the target platform
+  (:func:`platform_fields`); the given configs are not changed."""
   specs = []
   for name in datasets:
     cfg = datasets[name]
     if "task" not in cfg:
       raise KeyError(f"dataset {name!r} has no 'task' field; set config.datasets.{name}.task")
+    fill = {k: v for k, v in (resolved or {}).items()
+            if k in cfg and cfg[k] is None and v is not None}
+    if fill:
+      cfg = ml_collections.ConfigDict(dict(cfg.items()))   # a copy: the config stays as given
+      for k, v in fill.items():
+        cfg[k] = v
     frozen = ml_collections.FrozenConfigDict(cfg)
     specs.append(DatasetSpec(name, str(cfg["task"]), projector_group(name, cfg, share), frozen))
   return tuple(specs)
@@ -76,6 +92,19 @@ class PATHModel(nn.Module):
     return (tuple(images.shape[1:3]), bool(task.uses_cls_token),
             None if rate is None else float(rate))
 
+  def _projector(self, projectors: dict, spec: DatasetSpec, name: str) -> nn.Module:
+    """The projector of ``spec``'s group, made on first use."""
+    task = tasks_lib.get(spec.task)
+    if spec.group not in projectors:
+      projectors[spec.group] = (task.uses_cls_token, projector_lib.make_projector(
+          self.projector, self.backbone.width, task.uses_cls_token, self.backbone.dtype,
+          name=f"projector_{spec.group}", attention_impl=self.backbone.attention_impl))
+    elif projectors[spec.group][0] != task.uses_cls_token:
+      # The SE squeeze must know whether token 0 is a cls token.
+      raise ValueError(f"projector group {spec.group!r} mixes cls-token and patch-only tasks; "
+                       f"give dataset {name!r} its own projector_group")
+    return projectors[spec.group][1]
+
   @nn.compact
   def __call__(self, images: Mapping[str, jax.Array], *, train: bool = False
                ) -> dict[str, dict[str, jax.Array]]:
@@ -89,33 +118,40 @@ class PATHModel(nn.Module):
     groups: dict[Any, list[str]] = {}
     for n in names:
       groups.setdefault(self._group_key(specs[n], images[n]), []).append(n)
-    backbone_out: dict[str, tuple[jax.Array, jax.Array, dict]] = {}
-    for (hw, use_cls, rate), members in groups.items():
-      x = jnp.concatenate([images[n] for n in members], axis=0) if len(members) > 1 else images[
-          members[0]]
-      tokens, out = self.backbone(x, train=train, use_cls=use_cls, drop_path_rate=rate)
-      start = 0
-      for n in members:
-        b = images[n].shape[0]
-        backbone_out[n] = (tokens[start:start + b], out["features"][:, start:start + b], out)
-        start += b
-
+    backbone_out: dict[str, tuple[jax.Array, dict]] = {}
     projectors: dict[str, tuple[bool, nn.Module]] = {}
+    shards = _batch_shards([images[n].shape[0] for n in names])
+    for (hw, use_cls, rate), members in groups.items():
+      x = _join([images[n] for n in members], shards)
+      tokens, out = self.backbone(x, train=train, use_cls=use_cls, drop_path_rate=rate)
+      # Consecutive members of one projector group go through their projector in one call (it
+      # works image by image, so this is the same as one call per dataset; the program holds one
+      # projector instance per run instead of one per dataset: 11 pose sets -> 1).
+      runs: list[list[str]] = []
+      for n in members:
+        if runs and specs[runs[-1][0]].group == specs[n].group:
+          runs[-1].append(n)
+        else:
+          runs.append([n])
+      start = 0
+      for run in runs:
+        size = sum(images[n].shape[0] for n in run)
+        run_tokens = _take(tokens, start, size, shards)
+        if self.projector is not None:
+          run_tokens = self._projector(projectors, specs[run[0]], run[0])(
+              _take(out["features"], start, size, shards, axis=1))
+        offset = 0
+        for n in run:
+          b = images[n].shape[0]
+          backbone_out[n] = (_take(run_tokens, offset, b, shards), out)
+          offset += b
+        start += size
+
     results = {}
     for n in names:
       spec = specs[n]
       task = tasks_lib.get(spec.task)
-      tokens, features, out = backbone_out[n]
-      if self.projector is not None:
-        if spec.group not in projectors:
-          projectors[spec.group] = (task.uses_cls_token, projector_lib.make_projector(
-              self.projector, self.backbone.width, task.uses_cls_token, self.backbone.dtype,
-              name=f"projector_{spec.group}"))
-        elif projectors[spec.group][0] != task.uses_cls_token:
-          # The SE squeeze must know whether token 0 is a cls token.
-          raise ValueError(f"projector group {spec.group!r} mixes cls-token and patch-only tasks; "
-                           f"give dataset {n!r} its own projector_group")
-        tokens = projectors[spec.group][1](features)
+      tokens, out = backbone_out[n]
       cls = tokens[:, 0] if task.uses_cls_token else None
       patches = tokens[:, 1:] if task.uses_cls_token else tokens
       inputs = tasks_lib.HeadInputs(tokens=patches, grid=out["grid"], image_hw=out["image_hw"],
@@ -125,11 +161,54 @@ class PATHModel(nn.Module):
     return results
 
 
-def from_config(cfg) -> PATHModel:
-  """Builds the PATH model from a full config (``model.backbone``, ``model.projector``, ``datasets``)."""
-  backbone = vit_lib.from_config(cfg.model.backbone)
+def _batch_shards(sizes) -> int:
+  """How many ways the batch axes of the mesh in context split every sub-batch (1 without a
+  mesh, or when a sub-batch does not divide)."""
+  from path_jax.parallel.mesh import BATCH_AXES
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return 1
+  shards = 1
+  for axis in BATCH_AXES:
+    shards *= mesh.shape.get(axis, 1)
+  return shards if all(b % shards == 0 for b in sizes) else 1
+
+
+def _join(arrays, shards: int) -> jax.Array:
+  """Concatenates sub-batches along axis 0 *shard by shard*: the result's shard ``i`` holds
+  shard ``i`` of every input, so joining and splitting (:func:`_take`) move no data between
+  devices. (A plain concatenation of batch-sharded arrays whose sizes are not multiples of the
+  total would re-distribute them: hundreds of collective-permutes in the PATH step.)"""
+  if len(arrays) == 1:
+    return arrays[0]
+  if shards == 1:
+    return jnp.concatenate(arrays, axis=0)
+  parts = [a.reshape((shards, a.shape[0] // shards) + a.shape[1:]) for a in arrays]
+  joined = jnp.concatenate(parts, axis=1)
+  return joined.reshape((-1,) + joined.shape[2:])
+
+
+def _take(x: jax.Array, start: int, size: int, shards: int, axis: int = 0) -> jax.Array:
+  """Sub-batch ``[start, start + size)`` (in :func:`_join`'s order) of ``x`` along ``axis``."""
+  if start == 0 and size == x.shape[axis]:
+    return x
+  if shards == 1:
+    return jax.lax.slice_in_dim(x, start, start + size, axis=axis)
+  shape = x.shape
+  split = shape[:axis] + (shards, shape[axis] // shards) + shape[axis + 1:]
+  part = jax.lax.slice_in_dim(x.reshape(split), start // shards, (start + size) // shards,
+                              axis=axis + 1)
+  return part.reshape(shape[:axis] + (size,) + shape[axis + 1:])
+
+
+def from_config(cfg, platform: str | None = None) -> PATHModel:
+  """Builds the PATH model from a full config (``model.backbone``, ``model.projector``,
+  ``datasets``) for ``platform`` ('cpu' / 'tpu' / 'gpu'; default ``jax.default_backend()``): the
+  attention implementation of the backbone, projectors and heads is resolved for it."""
+  backbone = vit_lib.from_config(cfg.model.backbone, platform=platform)
   share = cfg.model.projector.get("share", "task") if cfg.model.get("projector") else "task"
-  specs = dataset_specs(cfg.datasets, share)
+  specs = dataset_specs(cfg.datasets, share, resolved=platform_fields(
+      platform or jax.default_backend(), backbone.attention_impl))
   proj = cfg.model.get("projector")
   use_proj = proj is not None and proj.get("enabled", True)
   return PATHModel(backbone=backbone, datasets=specs,

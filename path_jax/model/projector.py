@@ -76,6 +76,7 @@ class _LayerUnit(nn.Module):
   se_reduction: int
   has_cls: bool
   dtype: Any
+  attention_impl: str | None = None
 
   @nn.compact
   def __call__(self, f: jax.Array) -> jax.Array:
@@ -83,7 +84,8 @@ class _LayerUnit(nn.Module):
     if self.se_reduction:
       x = SqueezeExcite(self.se_reduction, self.has_cls, self.dtype, name="se")(x)
     x, _ = Block(self.num_heads, self.dim * self.mlp_ratio, self.dtype, ln_eps=1e-5,
-                 qkv_bias=False, axis=PROJ_AXIS, name="attn_block")(x)
+                 qkv_bias=False, axis=PROJ_AXIS, attention_impl=self.attention_impl,
+                 name="attn_block")(x)
     return x
 
 
@@ -96,10 +98,14 @@ def gate_weights(alpha: jax.Array, temperature: float) -> jax.Array:
   mu = jax.nn.sigmoid(alpha.astype(jnp.float32) / temperature)
   mu = jnp.concatenate([jnp.ones((1,), mu.dtype), mu])
   keep = 1.0 - mu
-  # prod_{k>l} keep_k as a reverse exclusive cumulative product.
-  tail = jnp.cumprod(keep[::-1])[::-1]
-  tail = jnp.concatenate([tail[1:], jnp.ones((1,), mu.dtype)])
-  return mu * tail
+  # prod_{k>l} keep_k, a reverse exclusive product over the (at most a few dozen) layers,
+  # unrolled: jnp.cumprod's associative scan and its transpose cost hundreds of pad/multiply
+  # operations per projector in the compiled step for these dozen scalars.
+  tails, running = [], jnp.ones((), mu.dtype)
+  for l in reversed(range(mu.shape[0])):
+    tails.append(running)
+    running = running * keep[l]
+  return mu * jnp.stack(tails[::-1])
 
 
 class GatedProjector(nn.Module):
@@ -112,6 +118,7 @@ class GatedProjector(nn.Module):
   layers: Any = "blocks"
   has_cls: bool = False
   dtype: Any = jnp.float32
+  attention_impl: str | None = None   # path_jax.model.attention (resolved by the caller)
 
   @nn.compact
   def __call__(self, features: jax.Array) -> jax.Array:
@@ -124,7 +131,7 @@ class GatedProjector(nn.Module):
                     in_axes=0, out_axes=0, axis_size=len(idx),
                     metadata_params={nn.PARTITION_NAME: "layers"})
     z = units(self.dim, self.num_heads, self.mlp_ratio, self.se_reduction, self.has_cls,
-              self.dtype, name="layers")(f)                                     # [n, B, N, d]
+              self.dtype, self.attention_impl, name="layers")(f)            # [n, B, N, d]
     if len(idx) > 1:   # one gate per layer after the first (p_1 = z_1)
       alpha = self.param("gate_alpha", nn.with_logical_partitioning(
           nn.initializers.zeros_init(), (None,)), (len(idx) - 1,))
@@ -140,13 +147,15 @@ class _LadderStep(nn.Module):
   num_heads: int
   mlp_ratio: int
   dtype: Any
+  attention_impl: str | None = None
 
   @nn.compact
   def __call__(self, f: jax.Array, inputs: tuple[jax.Array, jax.Array]):
     r, mu = inputs
     f = mu.astype(f.dtype) * f + (1 - mu).astype(f.dtype) * r
     f, _ = Block(self.num_heads, self.dim * self.mlp_ratio, self.dtype, ln_eps=1e-5,
-                 qkv_bias=False, axis=PROJ_AXIS, name="block")(f)
+                 qkv_bias=False, axis=PROJ_AXIS, attention_impl=self.attention_impl,
+                 name="block")(f)
     return f, None
 
 
@@ -158,6 +167,7 @@ class LadderProjector(nn.Module):
   temperature: float = 1.0
   layers: Any = "authors"
   dtype: Any = jnp.float32
+  attention_impl: str | None = None
 
   @nn.compact
   def __call__(self, features: jax.Array) -> jax.Array:
@@ -179,14 +189,17 @@ class LadderProjector(nn.Module):
     steps = nn.scan(_LadderStep, variable_axes={"params": 0}, split_rngs={"params": True},
                     in_axes=0, length=len(idx) - 1,
                     metadata_params={nn.PARTITION_NAME: "layers"})
-    out, _ = steps(self.dim, self.num_heads, self.mlp_ratio, self.dtype, name="steps")(
+    out, _ = steps(self.dim, self.num_heads, self.mlp_ratio, self.dtype, self.attention_impl,
+                   name="steps")(
         r[0], (r[1:], mu))
     return _dense(features.shape[-1], (PROJ_AXIS, "embed"), self.dtype, "out",
                   kernel_init=nn.initializers.truncated_normal(0.02))(out)
 
 
-def make_projector(cfg, width: int, has_cls: bool, dtype, name: str) -> nn.Module:
-  """Builds a projector from a ``projector`` config subtree for a backbone of width ``width``."""
+def make_projector(cfg, width: int, has_cls: bool, dtype, name: str,
+                   attention_impl: str | None = None) -> nn.Module:
+  """Builds a projector from a ``projector`` config subtree for a backbone of width ``width``;
+  its attention uses ``attention_impl`` (the backbone's, resolved for the target platform)."""
   def get(key, default):   # a field left at None takes the kind's default
     value = cfg.get(key, None)
     return default if value is None else value
@@ -194,7 +207,7 @@ def make_projector(cfg, width: int, has_cls: bool, dtype, name: str) -> nn.Modul
   kind = get("kind", "paper")
   dim = int(get("dim", 0) or width // int(get("reduction", 8)))
   common = dict(dim=dim, num_heads=int(get("num_heads", 2)), mlp_ratio=int(get("mlp_ratio", 4)),
-                dtype=dtype, name=name)
+                dtype=dtype, attention_impl=attention_impl, name=name)
   if kind == "paper":
     return GatedProjector(**common, se_reduction=int(get("se_reduction", 16)),
                           temperature=float(get("temperature", 0.1)),

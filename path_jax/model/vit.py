@@ -350,9 +350,15 @@ REMAT_POLICIES = {
     # [B, heads, N, N] logits and probabilities, the biggest activations at long sequences, are
     # not kept; the recomputed FLOPs are 4 N^2 C per block instead of 24 N C^2 + 4 N^2 C.
     "save_projections": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    # Save those and the attention core's results: the chunked attention's named output and
+    # log-sum-exp, and the residuals of every custom-VJP call (the TPU flash kernel's output
+    # and softmax statistics; without this its forward kernel runs again in the backward
+    # pass). Only norms and GELU are recomputed.
     "save_matmuls": jax.checkpoint_policies.save_from_both_policies(
-        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-        jax.checkpoint_policies.save_only_these_names("attention_out", "attention_lse")),
+        jax.checkpoint_policies.save_from_both_policies(
+            jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+            jax.checkpoint_policies.save_only_these_names("attention_out", "attention_lse")),
+        lambda prim, *_, **__: prim.name.startswith("custom_vjp_call")),
 }
 
 
@@ -389,8 +395,13 @@ def loop_to_scan(params: dict) -> dict:
   return params
 
 
-def from_config(cfg) -> ViT:
-  """Builds a :class:`ViT` from a config subtree (``variant`` plus optional overrides)."""
+def from_config(cfg, platform: str | None = None) -> ViT:
+  """Builds a :class:`ViT` from a config subtree (``variant`` plus optional overrides).
+
+  ``platform`` ('cpu', 'tpu', 'gpu'; default ``jax.default_backend()``) is where the model will
+  run: an unset ``attention_impl`` is resolved for it (:func:`attention.resolve_impl`), so a
+  program compiled on one platform for another gets the target's attention.
+  """
   kw = variant(cfg.variant)
   for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
     if cfg.get(key) is not None:
@@ -402,4 +413,5 @@ def from_config(cfg) -> ViT:
              remat=bool(cfg.get("remat", False)),
              remat_policy=str(cfg.get("remat_policy", "full")),
              scan=bool(cfg.get("scan", False)),
-             attention_impl=cfg.get("attention_impl", None))
+             attention_impl=attention_lib.resolve_impl(cfg.get("attention_impl", None),
+                                                       platform or jax.default_backend()))

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from path_jax.optim import adafactor as adafactor_lib
-from path_jax.optim import layer_decay, masks, schedules, tree_paths
+from path_jax.optim import grouping, layer_decay, masks, schedules, tree_paths
 
 OPTIMIZERS = ("adafactor",)
 
@@ -48,6 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
     freeze: 'none', 'backbone', 'partial' or 'pos_embed' (see :mod:`masks`).
     freeze_open_last: trainable last blocks for ``freeze='partial'``.
     weight_decay_rules: extra ``(regex, bool)`` rules tried before the default ones.
+    group_leaves: run the chain once per group of same-shaped leaves (:mod:`grouping`).
     schedule: see :func:`schedules.schedule_config`.
   """
   return ml_collections.ConfigDict(dict(
@@ -67,6 +68,10 @@ def default_config() -> ml_collections.ConfigDict:
       freeze="none",
       freeze_open_last=2,
       weight_decay_rules=(),
+      # Run the chain once per group of same-shaped leaves (path_jax.optim.grouping): same
+      # numbers, ~13x fewer optimiser operations to compile for the PATH mixture. Used when
+      # nothing is frozen (pretraining, full finetuning).
+      group_leaves=True,
       schedule=schedules.schedule_config(),
   ))
 
@@ -121,12 +126,14 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTran
     multipliers = tree_paths.map_with_paths(
         lambda path, m, k: m[k:] if k and np.ndim(m) else m, multipliers, starts)
 
-  tx = adafactor_lib.adafactor(
-      schedule, multipliers=multipliers, weight_decay=cfg.weight_decay,
-      weight_decay_mask=wd_mask, beta1=cfg.beta1, decay_rate=cfg.decay_rate,
-      clip_beta2=cfg.clip_beta2, clip_threshold=cfg.clip_threshold, eps=cfg.eps,
-      stacked=stacked)
   values = [v for _, v in tree_paths.leaves_with_paths(trainable)]
+  frozen = any(masks.is_partially_frozen(v) or masks.is_fully_frozen(v) for v in values)
+  chain = dict(weight_decay=cfg.weight_decay, beta1=cfg.beta1, decay_rate=cfg.decay_rate,
+               clip_beta2=cfg.clip_beta2, clip_threshold=cfg.clip_threshold, eps=cfg.eps)
+  if cfg.group_leaves and not frozen:
+    return _grouped_adafactor(schedule, params, multipliers, wd_mask, stacked, chain)
+  tx = adafactor_lib.adafactor(schedule, multipliers=multipliers, weight_decay_mask=wd_mask,
+                               stacked=stacked, **chain)
   if any(masks.is_partially_frozen(v) for v in values):
     tx = open_layers_only(tx, starts)
   if not any(masks.is_fully_frozen(v) for v in values):
@@ -134,6 +141,31 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTran
   labels = tree_paths.map_with_paths(
       lambda path, v: "freeze" if masks.is_fully_frozen(v) else "train", trainable)
   return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
+
+def _grouped_adafactor(schedule, params, multipliers, wd_mask, stacked, chain
+                       ) -> optax.GradientTransformation:
+  """:func:`adafactor_lib.adafactor` run once per group of leaves it treats alike."""
+  stacked_of = tree_paths.leaf_fn(stacked, "stacked axes")
+  mask_of = tree_paths.leaf_fn(wd_mask, "weight-decay mask")
+  factored = adafactor_lib.default_factored_dims
+
+  def signature(path, leaf):
+    dims = factored(path, tuple(leaf.shape), int(stacked_of(path, leaf)))
+    return dims, bool(mask_of(path, leaf))
+
+  def make_inner(stacked, multipliers, path_of):
+    def dims(path, shape, n_stacked):   # the member's dims, shifted past the group axis
+      member_path, member_shape = path_of(path)
+      d = factored(member_path, member_shape, n_stacked - 1)
+      return None if d is None else tuple(tuple(a + 1 for a in axes) for axes in d)
+
+    return adafactor_lib.adafactor(
+        schedule, multipliers=multipliers, stacked=stacked, factored_dims=dims,
+        weight_decay_mask=lambda path, leaf: bool(mask_of(path_of(path)[0], None)), **chain)
+
+  return grouping.grouped(make_inner, params, stacked=stacked, multipliers=multipliers,
+                          signature=signature)
 
 
 def _first_open_layer(value) -> int:

@@ -81,15 +81,52 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1), dcn_shape: Sequence[int] | None
   devices = list(jax.devices() if devices is None else devices)
   axis_types = (AxisType.Auto,) * len(AXES)
   multislice = dcn_shape is not None and math.prod(int(s) for s in dcn_shape) > 1
-  if not multislice and devices == list(jax.devices()):
-    # jax.make_mesh orders devices for the physical topology (TPU ICI rings, GPU NVLink).
-    return jax.make_mesh(resolve_shape(shape, len(devices)), AXES, axis_types=axis_types)
+  if not multislice and (devices == list(jax.devices()) or devices[0].platform == "tpu"):
+    # jax.make_mesh orders devices for the physical topology (TPU ICI rings, GPU NVLink); TPU
+    # devices of a topology compiled ahead of time (path_jax.compile) get the same order.
+    return jax.make_mesh(resolve_shape(shape, len(devices)), AXES, axis_types=axis_types,
+                         devices=devices)
   return Mesh(device_grid(shape, dcn_shape, devices), AXES, axis_types=axis_types)
 
 
-def from_config(cfg) -> Mesh:
+def num_slices(devices: Sequence) -> int:
+  """How many TPU slices ``devices`` span (1 when they report no ``slice_index``)."""
+  return len({getattr(d, "slice_index", None) for d in devices} - {None}) or 1
+
+
+def default_dcn_shape(shape: Sequence[int], devices: Sequence) -> tuple[int, ...] | None:
+  """``dcn_shape`` for devices spanning several slices when the config leaves it unset: the
+  slices split the ``data`` axis (pure data parallelism across the data-centre network, the usual
+  choice: only the gradient all-reduce crosses slices). None on one slice."""
+  slices = num_slices(devices)
+  if slices == 1:
+    return None
+  full = resolve_shape(shape, len(devices))
+  if full[0] % slices:
+    raise ValueError(f"the devices span {slices} slices but config.mesh.shape {tuple(shape)} "
+                     f"(resolved {full}) has a data axis of {full[0]}, not a multiple of "
+                     f"{slices}; set config.mesh.dcn_shape to say which axes cross slices")
+  return (slices, 1, 1)
+
+
+def from_config(cfg, devices: Sequence | None = None) -> Mesh:
+  """The mesh of ``config.mesh`` over ``devices`` (default: every device of every process). On
+  several slices with ``dcn_shape`` unset, the slices split the data axis
+  (:func:`default_dcn_shape`)."""
+  devices = list(jax.devices() if devices is None else devices)
   dcn = cfg.get("dcn_shape", None)
-  return make_mesh(tuple(cfg.shape), None if dcn is None else tuple(dcn))
+  if dcn is None:
+    dcn = default_dcn_shape(tuple(cfg.shape), devices)
+    if dcn is not None:
+      logging.info("mesh: %d slices, config.mesh.dcn_shape unset: using %s (slices split the "
+                   "data axis)", dcn[0], dcn)
+  return make_mesh(tuple(cfg.shape), None if dcn is None else tuple(dcn), devices=devices)
+
+
+def platform(mesh: Mesh) -> str:
+  """The platform of the mesh's devices ('cpu', 'tpu', 'gpu'), which may differ from
+  ``jax.default_backend()`` when compiling ahead of time for another topology."""
+  return mesh.devices.flat[0].platform
 
 
 def batch_shards(mesh: Mesh) -> int:

@@ -54,7 +54,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_patterns = 3
   c.num_queries = 900        # must equal num_anchors * num_patterns; checked by make_head
   c.remat = True             # the reference checkpoints every decoder layer
+  c.scan_layers = False      # decoder layers scanned (stacked 'layers' parameters; same numbers)
   c.dtype = "float32"        # compute dtype of the head; outputs are float32
+  # Attention implementation (path_jax.model.attention); None = the backbone's, resolved for the
+  # platform the model is built for.
+  c.attention_impl = ml_collections.config_dict.placeholder(str)
   # Static padding of the targets (pipeline) and matcher size check.
   c.max_boxes = 100
   c.max_ignore = 32
@@ -89,7 +93,8 @@ class DetectionTask(base.Task):
     return DetectionHead(
         hidden_dim=cfg["hidden_dim"], num_heads=cfg["num_heads"], ffn_dim=cfg["ffn_dim"],
         num_layers=cfg["num_layers"], num_anchors=cfg["num_anchors"],
-        num_patterns=cfg["num_patterns"], remat=cfg["remat"], dtype=jnp.dtype(cfg["dtype"]))
+        num_patterns=cfg["num_patterns"], remat=cfg["remat"], dtype=jnp.dtype(cfg["dtype"]),
+        attention_impl=cfg.get("attention_impl", None), scan=bool(cfg.get("scan_layers", False)))
 
   def loss(self, outputs, batch, cfg):
     return detection_loss(outputs, batch, cfg)

@@ -154,5 +154,6 @@ def match(logits: jax.Array, pred_boxes: jax.Array, gt_boxes: jax.Array, gt_mask
   Returns ``gt_to_query [G]`` (-1 for invalid ground truths) and ``query_to_gt [Q]`` (-1 for
   unmatched queries).
   """
-  cost = lax.stop_gradient(match_cost(logits, pred_boxes, gt_boxes, cfg))
-  return hungarian(cost.T, gt_mask)
+  with jax.named_scope("matcher"):   # a name for profiles and path_jax.cost_model's parts
+    cost = lax.stop_gradient(match_cost(logits, pred_boxes, gt_boxes, cfg))
+    return hungarian(cost.T, gt_mask)

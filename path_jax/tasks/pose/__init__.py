@@ -47,6 +47,9 @@ def default_config() -> ml_collections.ConfigDict:
       "dark_kernel": 11,                 # Gaussian blur size of the DARK refinement
       "pck_threshold": 0.05,             # training-time PCK threshold (mmpose normalisation)
       "dtype": "float32",                # computation dtype of the head
+      # Transposed-conv form (path_jax.tasks.pose.head.TorchDeconv): 'phase' | 'dilated';
+      # None = chosen for the platform the model is built for ('phase' on CPU).
+      "deconv_impl": ml_collections.config_dict.placeholder(str),
   })
 
 
@@ -57,7 +60,8 @@ class PoseTask(Task):
     flip_permutation(int(cfg["num_joints"]), cfg["flip_pairs"])  # raises on bad pairs
     return PoseHead(num_joints=int(cfg["num_joints"]),
                     deconv_features=tuple(int(f) for f in cfg["deconv_features"]),
-                    dtype=jnp.dtype(cfg["dtype"]))
+                    dtype=jnp.dtype(cfg["dtype"]),
+                    deconv_impl=str(cfg.get("deconv_impl", None) or "phase"))
 
   def loss(self, outputs, batch, cfg):
     heatmaps, target = outputs["heatmaps"], batch["target"]

@@ -16,7 +16,10 @@ rows ``m - 1, m``) or ``(2, 0)`` (``a = 1``, rows ``m, m + 1``), and likewise fo
 layer is four 2x2 convolutions whose outputs interleave. The dilated form multiplies 16 taps per
 output of which 12 meet inserted zeros; XLA:CPU does all 16, so the phase form is 4x cheaper there
 (the pose heads were most of the multi-dataset step on CPU), and it is the same arithmetic
-everywhere else.
+everywhere else. On TPU and GPU (``impl='dilated'``, chosen for the platform the model is built
+for) it is one transposed convolution, which their compilers handle natively: the phase form's
+four convolutions, stacks and interleaves are 11 heads' worth of extra program to compile in the
+PATH step, for no saving there.
 """
 from __future__ import annotations
 
@@ -42,19 +45,28 @@ class TorchDeconv(nn.Module):
   features: int
   kernel_init: Any = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32
+  impl: str = "phase"   # 'phase' (four 2x2 convolutions) or 'dilated' (one transposed conv)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     b, h, w, cin = x.shape
     kernel = self.param("kernel", self.kernel_init,
                         (_DECONV_KERNEL, _DECONV_KERNEL, self.features, cin), jnp.float32)
+    if self.impl == "dilated":
+      return lax.conv_transpose(x.astype(self.dtype), kernel.astype(self.dtype), (2, 2),
+                                ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                transpose_kernel=True)
+    if self.impl != "phase":
+      raise ValueError(f"pose deconv_impl must be 'phase' or 'dilated', got {self.impl!r}")
     kernel = jnp.transpose(kernel.astype(self.dtype), (0, 1, 3, 2))     # -> [kh, kw, in, out]
     xp = jnp.pad(x.astype(self.dtype), ((0, 0), (1, 1), (1, 1), (0, 0)))
     rows = []
     for a in (0, 1):
       cols = []
       for c in (0, 1):
-        sub = kernel[jnp.asarray(_PHASE_TAPS[a])][:, jnp.asarray(_PHASE_TAPS[c])]   # [2, 2, in, out]
+        # Static slices (taps 3, 1 or 2, 0): no gathers in the program.
+        ra, rc = _PHASE_TAPS[a], _PHASE_TAPS[c]
+        sub = kernel[ra[0]::ra[1] - ra[0]][:, rc[0]::rc[1] - rc[0]]                # [2, 2, in, out]
         window = xp[:, a:a + h + 1, c:c + w + 1]
         cols.append(lax.conv_general_dilated(window, sub, (1, 1), "VALID",
                                              dimension_numbers=("NHWC", "HWIO", "NHWC")))
@@ -68,6 +80,7 @@ class PoseHead(nn.Module):
   num_joints: int
   deconv_features: Sequence[int] = (256, 256)
   dtype: Any = jnp.float32
+  deconv_impl: str = "phase"   # TorchDeconv.impl: 'phase' on CPU, 'dilated' on TPU/GPU
 
   @nn.compact
   def __call__(self, inputs: HeadInputs, train: bool = False) -> dict[str, jax.Array]:
@@ -78,7 +91,7 @@ class PoseHead(nn.Module):
       # Kernel layout [kh, kw, out, in]; the first layer's input axis is the backbone width.
       in_name = "embed" if i == 0 else None
       x = TorchDeconv(
-          features, dtype=self.dtype,
+          features, dtype=self.dtype, impl=self.deconv_impl,
           kernel_init=nn.with_logical_partitioning(init, (None, None, None, in_name)),
           name=f"deconv_{i}")(x)
       x = nn.LayerNorm(

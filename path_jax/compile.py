@@ -1,0 +1,470 @@
+"""Compile a config's training step for a TPU topology on any CPU host, and show whether it fits.
+
+  python -m path_jax.compile --config=configs/vitb.py:divisor=64 --topology=v5p-128
+  python -m path_jax.compile --config=configs/vitb.py:divisor=128 --topology=v5p:4x4x4 \\
+      --num_slices=2 [--config.model.backbone.remat_policy=full ...] [--json=out.json]
+
+libtpu (``pip install -e '.[tpu]'``) compiles for any TPU topology without the hardware
+(maxtext's ``train_compile.py`` does the same for its users). The program compiled is exactly the
+one ``python -m path_jax.main`` would run there: the same config (file, argument and
+``--config.*`` overrides), the same checks (batch sizes against the mesh's batch shards and the
+topology's hosts), mesh (multi-slice: the slices split the data axis unless
+``config.mesh.dcn_shape`` says otherwise), logical-axis rules and shardings, dtype, remat policy,
+and the attention implementation chosen for the *target* platform (XLA attention on TPU, not the
+CPU's chunked one). Prepared data is not needed: counts that would come from a dataset's
+metadata get shape-only placeholders (listed in the report).
+
+Printed (and written with ``--json``):
+
+* lower and compile seconds, the host's peak resident memory during the compile;
+* per-chip memory from XLA's memory analysis: arguments, outputs, temporaries, generated code,
+  the donated (aliased) bytes and the peak, against the chip's HBM, with the headroom;
+* model FLOPs per chip (the analytic count that MFU uses, path_jax.metrics), the step time at
+  the chip's peak FLOP/s, and an estimated step time and MFU from :mod:`path_jax.cost_model`,
+  which reads the compiled per-chip HLO and multiplies every loop body (scanned layers) by its
+  trip count (XLA's own ``cost_analysis`` counts a scanned body once); the estimate per part of
+  the step (backbone, projectors, heads, detection matcher, optimiser).
+
+Exit status: 0 when the step fits (peak <= HBM x (1 - ``--min_headroom``)), 1 when it does not,
+2 for a config that cannot run on the topology (the message says which key to change, e.g. the
+``divisor`` that rounds every sub-batch to the mesh's batch shards).
+
+``--cache_dir=DIR`` turns on JAX's persistent compilation cache there (the same flag a run can
+set with ``JAX_COMPILATION_CACHE_DIR``); whether a pod reuses a CPU host's entry depends on the
+libtpu build matching, so treat it as a warm-up for repeated compiles on this host.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import time
+from typing import Any
+
+# Before JAX/libtpu start: no TPU metadata server on a CPU host, and a second libtpu user (a
+# test runner, another compile) must not lock us out.
+os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+
+
+# ----------------------------------------------------------------------------------------------
+# Chips and topology names.
+
+GiB = 2 ** 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """Public per-chip figures (Cloud TPU system architecture pages): dense bf16 FLOP/s, HBM bytes
+  and bandwidth, inter-chip interconnect bandwidth per chip, data-centre network bandwidth per
+  chip (multi-slice), TensorCores per chip exposed as JAX devices, chips per host."""
+  name: str
+  peak_flops: float
+  hbm_bytes: float
+  hbm_bw: float
+  ici_bw: float
+  dcn_bw: float
+  chips_per_host: int
+
+
+CHIPS = {
+    "v4": Chip("TPU v4", 275e12, 32 * GiB, 1228e9, 300e9, 6.25e9, 4),
+    "v5e": Chip("TPU v5e", 197e12, 16 * GiB, 819e9, 200e9, 6.25e9, 4),
+    "v5p": Chip("TPU v5p", 459e12, 95 * GiB, 2765e9, 600e9, 6.25e9, 4),
+    "v6e": Chip("TPU v6e", 918e12, 32 * GiB, 1640e9, 448e9, 12.5e9, 4),
+}
+# Google's names count TensorCores for v4/v5p (two per chip: v5p-128 is 64 chips) and chips for
+# v5e/v6e; the physical shapes are the standard slice shapes.
+_SHAPES_3D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8",
+              256: "4x8x8", 512: "8x8x8", 1024: "8x8x16", 2048: "8x16x16", 4096: "16x16x16"}
+_SHAPES_2D = {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16",
+              256: "16x16"}
+_ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6": "v6e"}
+
+
+def parse_topology(name: str) -> tuple[str, str, int]:
+  """``'v5p-128'`` or ``'v5p:4x4x4'`` -> (generation, libtpu topology name, chips)."""
+  name = name.strip().lower()
+  m = re.fullmatch(r"(v4|v5p|v5e|v6e|v5litepod|v5lite|v6)[:](\d+(?:x\d+){1,2})", name)
+  if m:
+    gen = _ALIASES.get(m.group(1), m.group(1))
+    dims = [int(v) for v in m.group(2).split("x")]
+    return gen, f"{gen}:{m.group(2)}", math.prod(dims)
+  m = re.fullmatch(r"(v4|v5p|v5e|v6e|v5litepod|v5lite|v6)-(\d+)", name)
+  if m:
+    gen = _ALIASES.get(m.group(1), m.group(1))
+    n = int(m.group(2))
+    chips = n // 2 if gen in ("v4", "v5p") else n
+    table = _SHAPES_3D if gen in ("v4", "v5p") else _SHAPES_2D
+    if chips not in table:
+      raise ValueError(f"--topology={name}: no standard {gen} slice of {chips} chips; give the "
+                       f"shape instead, e.g. {gen}:{next(iter(table.values()))}")
+    return gen, f"{gen}:{table[chips]}", chips
+  raise ValueError(f"--topology={name!r}: use Google's name (v5p-128, v4-64, v5e-16, v6e-64) or "
+                   f"generation:shape (v5p:4x4x4, v5e:4x4); see the README's topology table")
+
+
+def topology_devices(topology: str, num_slices: int = 1):
+  """Compile-only devices of ``num_slices`` slices of ``topology`` (needs libtpu)."""
+  try:
+    from jax.experimental import topologies
+    desc = topologies.get_topology_desc(topology_name=topology, platform="tpu",
+                                        num_slices=num_slices)
+  except Exception as e:   # libtpu missing, or a name it does not know
+    raise RuntimeError(f"cannot get compile-only devices for {topology!r} x {num_slices}: {e}. "
+                       f"Install libtpu with `pip install -e '.[tpu]'`.") from e
+  return list(desc.devices)
+
+
+# ----------------------------------------------------------------------------------------------
+# Host memory.
+
+
+def _proc_status(key: str) -> int:
+  """``VmRSS`` / ``VmHWM`` of this process in bytes (0 where /proc is unavailable)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith(key + ":"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0
+
+
+def _reset_peak_rss() -> None:
+  try:   # Linux: writing 5 resets VmHWM to the current RSS
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+  except OSError:
+    pass
+
+
+# ----------------------------------------------------------------------------------------------
+# The step, abstractly.
+
+
+def abstract_batch(cfg, mesh) -> dict[str, dict[str, Any]]:
+  """``ShapeDtypeStruct``s of one training batch (every dataset), sharded as main shards it."""
+  import jax
+  import numpy as np
+  from path_jax import tasks
+  from path_jax.parallel import rules as rules_lib
+  sharding = rules_lib.batch_sharding(mesh)
+  rng = np.random.default_rng(0)
+  out = {}
+  for name in cfg.datasets:
+    d = cfg.datasets[name]
+    one = tasks.get(d.task).example_batch(d, 1, rng)   # shapes of one example
+    out[name] = {k: jax.ShapeDtypeStruct((int(d.batch_size),) + v.shape[1:], v.dtype,
+                                         sharding=sharding) for k, v in one.items()}
+  return out
+
+
+def suggest_divisor(cfg, shards: int, hosts: int) -> int:
+  return math.lcm(shards, hosts)
+
+
+def compile_train_step(cfg, devices) -> dict[str, Any]:
+  """Lowers and compiles the training step of ``cfg`` for ``devices``; returns the compiled
+  executable, timings and what the report needs."""
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from path_jax import metrics as metrics_lib, optim, step as step_lib, train
+  from path_jax.state import abstract_train_state
+
+  s = train.setup(cfg, devices=devices, check_data=False)
+  mesh = s.mesh
+  abstract, info = abstract_train_state(s.model, s.make_tx, s.image_shapes, mesh, s.rules,
+                                        fsdp_min_size=cfg.mesh.fsdp_min_size)
+  step_fn = step_lib.make_train_step(s.model, info.tx, mesh=mesh, state_shardings=info.shardings,
+                                     schedule=optim.make_schedule(cfg.optimizer), rules=s.rules,
+                                     accum_steps=cfg.train.accum_steps)
+  replicated = NamedSharding(mesh, P())
+  batch = abstract_batch(cfg, mesh)
+  weights = jax.ShapeDtypeStruct((len(s.model.datasets),), jnp.float32, sharding=replicated)
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
+  t0 = time.perf_counter()
+  with jax.set_mesh(mesh):
+    lowered = step_fn.jitted.trace(abstract, batch, weights, key).lower()
+  lower_s = time.perf_counter() - t0
+  rss_before = _proc_status("VmRSS")
+  _reset_peak_rss()
+  t0 = time.perf_counter()
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t0
+  model_flops = metrics_lib.flops_per_step(s.model, cfg.datasets)
+  trunk_flops = metrics_lib.flops_per_step(s.model, cfg.datasets, heads=False)
+  return dict(compiled=compiled, setup=s, lower_s=lower_s, compile_s=compile_s,
+              host_rss_before_compile=rss_before, host_peak_rss_compile=_proc_status("VmHWM"),
+              model_flops=model_flops, trunk_flops=trunk_flops, report=info.report)
+
+
+def compile_eval_steps(cfg, devices) -> dict[str, Any]:
+  """``config.mode='evaluate'``: the inference program of every dataset with an evaluation split
+  (the forward pass, and the flipped one where the dataset tests with flips, at
+  ``evaluate.batch_size`` or the dataset's batch), each its own program as main runs them. The
+  report describes the largest; ``per_dataset`` lists each."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from path_jax import evaluate as eval_lib, train
+  from path_jax.parallel import rules as rules_lib
+  from path_jax.state import abstract_train_state
+
+  s = train.setup(cfg, devices=devices, check_data=False)
+  abstract, info = abstract_train_state(s.model, s.make_tx, s.image_shapes, s.mesh, s.rules,
+                                        fsdp_min_size=cfg.mesh.fsdp_min_size)
+  per_dataset, best = {}, None
+  for spec in s.model.datasets:
+    d = cfg.datasets[spec.name]
+    if not (cfg.evaluate.split or d.get("eval_split", "")):
+      continue
+    b = int(cfg.evaluate.batch_size or d.batch_size)
+    flip = eval_lib.FLIP_OUTPUTS.get(d.task) if d.get("flip_test", False) else None
+
+    def forward(params, batch_stats, images, name=spec.name, flip=flip):
+      variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+      with nn.logical_axis_rules(tuple(s.rules)):
+        out = s.model.apply(variables, {name: images}, train=False)[name]
+        if flip is not None:
+          out = dict(out)
+          out[f"{flip}_flipped"] = s.model.apply(variables, {name: images[:, :, ::-1]},
+                                                 train=False)[name][flip]
+      return out
+
+    h, w = d.image_size
+    images = jax.ShapeDtypeStruct((b, int(h), int(w), 3), jnp.uint8,
+                                  sharding=rules_lib.batch_sharding(s.mesh))
+    t0 = time.perf_counter()
+    with jax.set_mesh(s.mesh):
+      lowered = jax.jit(forward).trace(abstract.params, abstract.batch_stats, images).lower()
+    lower_s = time.perf_counter() - t0
+    _reset_peak_rss()
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    entry = dict(compiled=compiled, lower_s=lower_s, compile_s=time.perf_counter() - t0,
+                 host_peak_rss_compile=_proc_status("VmHWM"), batch=b)
+    per_dataset[spec.name] = entry
+    peak = compiled.memory_analysis()
+    size = (getattr(peak, "temp_size_in_bytes", 0) or 0) + (
+        getattr(peak, "argument_size_in_bytes", 0) or 0)
+    if best is None or size > best[0]:
+      best = (size, spec.name)
+  if best is None:
+    raise ValueError("config.mode='evaluate' but no dataset has an eval_split (set "
+                     "config.datasets.<name>.eval_split or config.evaluate.split)")
+  top = per_dataset[best[1]]
+  return dict(compiled=top["compiled"], setup=s, lower_s=sum(e["lower_s"] for e in
+                                                              per_dataset.values()),
+              compile_s=sum(e["compile_s"] for e in per_dataset.values()),
+              host_rss_before_compile=0,
+              host_peak_rss_compile=max(e["host_peak_rss_compile"] for e in per_dataset.values()),
+              model_flops=0.0, trunk_flops=0.0, report=info.report, largest=best[1],
+              per_dataset={n: {"batch": e["batch"], "compile_s": e["compile_s"],
+                               "memory": memory_report(e["compiled"], float("inf"))}
+                           for n, e in per_dataset.items()})
+
+
+def memory_report(compiled, hbm_bytes: float) -> dict[str, Any]:
+  mem = compiled.memory_analysis()
+  get = lambda k: int(getattr(mem, k, 0) or 0)   # noqa: E731
+  args, out, temp = get("argument_size_in_bytes"), get("output_size_in_bytes"), get(
+      "temp_size_in_bytes")
+  alias, code = get("alias_size_in_bytes"), get("generated_code_size_in_bytes")
+  peak = args + out + temp + code - alias
+  return {"arguments": args, "outputs": out, "temporaries": temp, "generated_code": code,
+          "aliased": alias, "peak": peak, "hbm": int(hbm_bytes),
+          "headroom": 1.0 - peak / hbm_bytes}
+
+
+def run(cfg, topology: str, num_slices: int = 1, *, min_headroom: float = 0.0,
+        hlo_out: str = "") -> dict[str, Any]:
+  """Compiles ``cfg``'s step for ``num_slices`` x ``topology``; the report as a dict."""
+  import jax
+  from path_jax import cost_model
+
+  gen, topo_name, chips_per_slice = parse_topology(topology)
+  chip = CHIPS[gen]
+  t0 = time.perf_counter()
+  devices = topology_devices(topo_name, num_slices)
+  chips = chips_per_slice * num_slices
+  per_chip = max(1, len(devices) // chips)   # v4 compile-only devices are TensorCores
+  out: dict[str, Any] = {
+      "topology": topo_name, "num_slices": num_slices, "chips": chips, "devices": len(devices),
+      "device_kind": devices[0].device_kind, "hosts": len({d.process_index for d in devices}),
+      "jax": jax.__version__, "mode": cfg.mode, "dtype": cfg.model.backbone.dtype,
+      "remat": bool(cfg.model.backbone.remat), "remat_policy": cfg.model.backbone.remat_policy,
+      "scan": bool(cfg.model.backbone.scan), "topology_s": time.perf_counter() - t0}
+  if cfg.mode in ("pretrain", "finetune"):
+    res = compile_train_step(cfg, devices)
+  elif cfg.mode == "evaluate":
+    res = compile_eval_steps(cfg, devices)
+    out["evaluated_datasets"] = {n: {"batch": e["batch"], "compile_s": e["compile_s"],
+                                     "peak_gib": e["memory"]["peak"] / GiB}
+                                 for n, e in res["per_dataset"].items()}
+    out["largest_program"] = res["largest"]
+  else:
+    raise ValueError(f"config.mode={cfg.mode!r} runs no step to compile; compile the "
+                     f"'pretrain', 'finetune' or 'evaluate' config")
+  s, compiled = res["setup"], res["compiled"]
+  out.update(mesh=dict(s.mesh.shape), datasets=len(cfg.datasets),
+             images_per_step=sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets),
+             batch_per_dataset={n: int(cfg.datasets[n].batch_size) for n in cfg.datasets},
+             attention_impl=s.model.backbone.attention_impl, placeholders=s.placeholders,
+             lower_s=res["lower_s"], compile_s=res["compile_s"],
+             host_rss_before_compile_gb=res["host_rss_before_compile"] / 1e9,
+             host_peak_rss_compile_gb=res["host_peak_rss_compile"] / 1e9)
+  hbm = chip.hbm_bytes / per_chip
+  out["memory"] = memory_report(compiled, hbm)
+  out["fits"] = out["memory"]["headroom"] >= min_headroom
+  out["min_headroom"] = min_headroom
+
+  spec = cost_model.ChipSpec(name=chip.name, peak_flops=chip.peak_flops / per_chip,
+                             hbm_bytes=hbm, hbm_bw=chip.hbm_bw / per_chip,
+                             ici_bw=chip.ici_bw / per_chip, dcn_bw=chip.dcn_bw / per_chip)
+  text = compiled.as_text()
+  if hlo_out:
+    with open(hlo_out, "w") as f:
+      f.write(text)
+  try:
+    cost = cost_model.analyze_hlo(text)
+    est = cost_model.estimate_time(cost, spec, num_slices=num_slices)
+  except Exception as e:   # noqa: BLE001 - the compile and memory report still stand
+    import logging
+    logging.exception("the cost model could not read this program")
+    out["cost_model_error"] = f"{type(e).__name__}: {e}"
+    return out
+  xla = compiled.cost_analysis() or {}
+  if isinstance(xla, (list, tuple)):
+    xla = xla[0] if xla else {}
+  model_per_device = res["model_flops"] / len(devices)   # 0 for evaluation programs
+  t_ideal = model_per_device / spec.peak_flops
+  out["flops"] = {
+      "model_tflops_per_step": res["model_flops"] / 1e12,
+      "model_tflops_per_step_backbone_projectors": res["trunk_flops"] / 1e12,
+      "model_tflops_per_chip": model_per_device * per_chip / 1e12,
+      "hlo_tflops_per_chip": cost.flops * per_chip / 1e12,
+      "xla_cost_analysis_tflops_per_chip": float(xla.get("flops", float("nan"))) * per_chip / 1e12,
+      "loops": len(cost.while_loops), "loops_unknown_trip_count": cost.unknown_trip_loops}
+  out["time"] = {"at_peak_s": t_ideal, **{k: v for k, v in est.items() if k != "per_category"}}
+  out["time"]["per_category"] = {k: {kk: vv for kk, vv in v.items() if kk.endswith("_s")}
+                                 for k, v in est.get("per_category", {}).items()}
+  step_s = est["estimate_s"]
+  out["estimated_mfu"] = t_ideal / step_s if step_s > 0 and t_ideal > 0 else float("nan")
+  return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+
+def _fmt_bytes(b: float) -> str:
+  return f"{b / GiB:.2f} GiB"
+
+
+def _ms(seconds: float) -> str:
+  ms = 1e3 * seconds
+  return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 1 else f"{ms:.3f} ms"
+
+
+def print_report(r: dict[str, Any], file=sys.stdout) -> None:
+  p = lambda *a: print(*a, file=file)   # noqa: E731
+  mem = r["memory"]
+  p(f"topology {r['topology']} x {r['num_slices']} slice(s): {r['chips']} chips "
+    f"({r['devices']} devices, {r['device_kind']}), {r['hosts']} hosts; mesh {r['mesh']}")
+  p(f"config: mode {r['mode']}, {r['datasets']} datasets, {r['images_per_step']} images/step, "
+    f"dtype {r['dtype']}, scan {r['scan']}, remat {r['remat']} ({r['remat_policy']}), "
+    f"attention {r['attention_impl']}")
+  if r["placeholders"]:
+    p(f"shape-only placeholders (no prepared data here): {', '.join(r['placeholders'])}")
+  p(f"lower {r['lower_s']:.1f} s, compile {r['compile_s']:.1f} s, host peak memory during the "
+    f"compile {r['host_peak_rss_compile_gb']:.1f} GB")
+  p(f"per-chip memory: arguments {_fmt_bytes(mem['arguments'])}, outputs "
+    f"{_fmt_bytes(mem['outputs'])} ({_fmt_bytes(mem['aliased'])} donated), temporaries "
+    f"{_fmt_bytes(mem['temporaries'])}, code {_fmt_bytes(mem['generated_code'])}; peak "
+    f"{_fmt_bytes(mem['peak'])} of {_fmt_bytes(mem['hbm'])} HBM, headroom "
+    f"{100 * mem['headroom']:.1f} %")
+  for name, e in (r.get("evaluated_datasets") or {}).items():
+    p(f"  evaluation program {name}: batch {e['batch']}, compile {e['compile_s']:.1f} s, peak "
+      f"{e['peak_gib']:.2f} GiB")
+  if "cost_model_error" in r:
+    p(f"no time estimate: the cost model failed ({r['cost_model_error']})")
+  else:
+    _print_estimate(r, p)
+  p(("FITS" if r["fits"] else "DOES NOT FIT") + f" (required headroom "
+    f"{100 * r['min_headroom']:.0f} %)")
+
+
+def _print_estimate(r: dict[str, Any], p) -> None:
+  fl, t = r["flops"], r["time"]
+  p(f"FLOPs per chip: model {fl['model_tflops_per_chip']:.2f} T (analytic), compiled program "
+    f"{fl['hlo_tflops_per_chip']:.2f} T (loops x trip counts; XLA's cost_analysis says "
+    f"{fl['xla_cost_analysis_tflops_per_chip']:.2f} T)")
+  p(f"step time: {_ms(t['at_peak_s'])} at peak FLOP/s; estimated {_ms(t['estimate_s'])} -> MFU "
+    f"{100 * r['estimated_mfu']:.1f} %")
+  p(f"  all the program's FLOPs at peak {_ms(t['compute_s'])} (beyond the model FLOPs: remat, "
+    f"the flash-attention backward, element-wise work), memory-bound excess "
+    f"{_ms(t['roofline_s'] - t['compute_s'])}, collectives {_ms(t['collective_s'])}")
+  parts = t.get("per_category") or {}
+  for k, v in sorted(parts.items(), key=lambda kv: -kv[1]["estimate_s"]):
+    if v["estimate_s"] >= 0.01 * t["estimate_s"]:
+      p(f"  {k}: {_ms(v['estimate_s'])} ({_ms(v['compute_s'])} of it at peak FLOP/s, "
+        f"{_ms(v['roofline_s'] - v['compute_s'])} memory-bound, {_ms(v['collective_s'])} "
+        f"collectives)")
+
+
+def main(argv=None) -> int:
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  config = config_flags.DEFINE_config_file(
+      "config", None, "Config file (configs/*.py), optionally with ':arg'.", lock_config=True)
+  topology = flags.DEFINE_string("topology", None,
+                                 "TPU topology: v5p-128 or v5p:4x4x4 (README table)")
+  num_slices = flags.DEFINE_integer("num_slices", 1, "slices (multi-slice over DCN)")
+  min_headroom = flags.DEFINE_float("min_headroom", 0.0,
+                                    "fail (exit 1) unless this fraction of HBM stays free")
+  json_out = flags.DEFINE_string("json", "", "also write the report to this JSON file")
+  hlo_out = flags.DEFINE_string("hlo", "", "write the compiled per-chip HLO text here")
+  cache_dir = flags.DEFINE_string("cache_dir", "", "JAX persistent compilation cache folder")
+  flags.mark_flags_as_required(["config", "topology"])
+
+  def _main(args):
+    if len(args) > 1:
+      raise app.UsageError(f"unexpected arguments: {args[1:]}")
+    import jax
+    jax.config.update("jax_platforms", "cpu")   # the host; the TPU devices are compile-only
+    if cache_dir.value:
+      jax.config.update("jax_compilation_cache_dir", cache_dir.value)
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    try:
+      report = run(config.value, topology.value, num_slices.value,
+                   min_headroom=min_headroom.value, hlo_out=hlo_out.value)
+    except (ValueError, KeyError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    if json_out.value:   # first: a long compile's numbers must survive anything below
+      with open(json_out.value, "w") as f:
+        json.dump(report, f, indent=2, default=str)
+    print_report(report)
+    return 0 if report["fits"] else 1
+
+  try:
+    app.run(_main, argv=argv)
+  except SystemExit as e:
+    return int(e.code or 0)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
