@@ -108,27 +108,29 @@ def test_no_quadratic_residuals():
   assert max(x.size for x in jax.tree.leaves(vjp_ref)) >= b * h * n * n
 
 
-def _reference_kernel(q, k, v, scale, block_q, block_k):
+def _reference_kernel(q, k, v, segment_ids, scale, block_q, block_k):
   """Stand-in for the Pallas TPU kernel on CPU, with its contract: ``[B, H, T, D]`` operands
-  padded to whole blocks, plain softmax attention (the padding is masked by the caller)."""
+  padded to whole blocks, keys visible only to queries of the same segment id (if given)."""
   assert q.shape[2] % block_q == 0 and k.shape[2] % block_k == 0
-  logits = jnp.einsum("bhtd,bhsd->bhts", q.astype(jnp.float32), k.astype(jnp.float32)) * scale
-  return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(logits, axis=-1),
-                    v.astype(jnp.float32)).astype(q.dtype)
+  logits = jnp.einsum("bhtd,bhsd->bhts", q, k) * scale
+  if segment_ids is not None:
+    q_seg, kv_seg = segment_ids
+    logits = jnp.where(q_seg[:, None, :, None] == kv_seg[:, None, None, :], logits, -1e30)
+  return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(logits, axis=-1), v)
 
 
 @pytest.mark.parametrize("t,s", [(600, 600), (300, 1100), (1024, 1024)])
 def test_flash_wrapper_pads_masks_and_shards(monkeypatch, t, s):
-  """'flash' (TPU): tokens padded to whole blocks, padded keys masked by an extra feature,
-  heads-first layout, the kernel
+  """'flash' (TPU): tokens padded to whole blocks and masked by segment ids, heads-first layout,
+  the kernel
   under shard_map over the batch axes of the mesh in context; equal to XLA's attention in value
   and gradients, also under vmap (the projectors map attention over layers)."""
   from path_jax.parallel import mesh as mesh_lib
   seen = []
 
-  def kernel(q, k, v, scale, block_q, block_k):
-    seen.append((q.shape, k.shape, block_q, block_k))
-    return _reference_kernel(q, k, v, scale, block_q, block_k)
+  def kernel(q, k, v, segment_ids, scale, block_q, block_k):
+    seen.append((q.shape, k.shape, block_q, block_k, segment_ids is not None))
+    return _reference_kernel(q, k, v, segment_ids, scale, block_q, block_k)
 
   monkeypatch.setattr(attention, "_flash_kernel", kernel)
   q, k, v = _qkv(8, t, s, 2, 8)
@@ -143,10 +145,10 @@ def test_flash_wrapper_pads_masks_and_shards(monkeypatch, t, s):
   for a, b in zip(got_g, want_g):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
   # Per-device shards (8 images over 8 batch shards): padded to whole blocks.
-  (qs, ks, bq, bk) = seen[0]
+  (qs, ks, bq, bk, masked) = seen[0]
   assert qs[0] == 1 and qs[2] % bq == 0 and qs[2] >= t and ks[2] % bk == 0 and ks[2] >= s
   assert bq == (512 if t >= 1024 else 128)
-  assert qs[3] == ks[3] == 8 + (ks[2] > s)   # the masking feature, only when keys are padded
+  assert masked == (qs[2] > t or ks[2] > s)   # segment ids only where there is padding
   with jax.set_mesh(mesh):
     mapped = jax.jit(jax.vmap(lambda q: attention.dot_product_attention(
         q, k, v, scale=0.3, impl="flash")))(jnp.stack([q, 2 * q]))

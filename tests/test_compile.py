@@ -166,7 +166,7 @@ def test_flash_attention_compiles_for_tpu_and_is_counted():
   from path_jax import cost_model
   devices = compile_lib.topology_devices("v5p:2x2x1")
   mesh = mesh_lib.make_mesh((4, 1, 1), devices=devices)
-  b, t, h, d = 8, 1000, 4, 64   # padded to 1024 tokens, the padding masked by a 65th feature
+  b, t, h, d = 8, 1000, 4, 64   # padded to 1024 tokens, the padding masked by segment ids
 
   def loss(q, k, v):
     out = attention.dot_product_attention(q, k, v, scale=d ** -0.5, impl="flash")
@@ -181,7 +181,7 @@ def test_flash_attention_compiles_for_tpu_and_is_counted():
   assert text.count('custom_call_target="tpu_custom_call"') == 3   # forward, dK/dV, dQ
   assert "all-gather" not in text
   cost = cost_model.analyze_hlo(text)
-  per_device_matmul = 2.0 * (b // 4) * h * 1024 * 1024 * (d + 1)
+  per_device_matmul = 2.0 * (b // 4) * h * 1024 * 1024 * d
   assert cost.matmul_flops == pytest.approx((2 + 4 + 3) * per_device_matmul, rel=0.02)
 
 

@@ -20,8 +20,8 @@ D]`` (the layout of ``jax.nn.dot_product_attention``), no mask, no bias.
   :data:`FLASH_MIN_TOKENS` keys or queries, XLA's attention for shorter ones. The logits stay in
   the cores' VMEM instead of making a round trip through HBM: at the detection inputs' 7,056
   tokens XLA's attention is memory-bound and the step's largest cost (path_jax.compile's
-  estimate). Sequences are padded to whole blocks, padded keys masked (:func:`flash_attention`);
-  the kernel runs under ``jax.shard_map`` over the batch axes of the mesh in context (and the heads
+  estimate). Sequences are padded to whole blocks, the padding masked with segment ids; the
+  kernel runs under ``jax.shard_map`` over the batch axes of the mesh in context (and the heads
   over 'model' when they divide), since XLA cannot partition a custom kernel itself.
 * ``None``: resolved for a platform by :func:`resolve_impl`: ``'chunked'`` on CPU, ``'flash'`` on
   TPU, ``jax.nn.dot_product_attention``'s own choice on GPU. Models resolve it when they are built
@@ -92,18 +92,16 @@ def flash_block(n: int) -> int:
   return 512 if n >= 1024 else 128
 
 
-def _flash_kernel(q, k, v, scale, block_q, block_k):
-  """The Pallas kernel on ``[B, H, T, D]`` operands (replaced by a reference in CPU tests)."""
+def _flash_kernel(q, k, v, segment_ids, scale, block_q, block_k):
+  """The Pallas kernel on ``[B, H, T, D]`` operands, ``segment_ids`` ``([B, T], [B, S])`` int32
+  (a query sees the keys of its own segment), or None (replaced by a reference in CPU tests)."""
   from jax.experimental.pallas.ops.tpu import flash_attention as fa
   sizes = fa.BlockSizes(block_q=block_q, block_k_major=block_k, block_k=block_k, block_b=1,
                         block_q_major_dkv=block_q, block_k_major_dkv=block_k, block_k_dkv=block_k,
                         block_q_dkv=block_q, block_k_major_dq=block_k, block_k_dq=block_k,
                         block_q_dq=block_q)
-  return fa.flash_attention(q, k, v, sm_scale=scale, block_sizes=sizes)
-
-
-# Added to a padded key's logit (before the scale): exp() of it is exactly 0 in float32.
-_MASKED_KEY = -1e9
+  seg = None if segment_ids is None else fa.SegmentIds(*segment_ids)
+  return fa.flash_attention(q, k, v, segment_ids=seg, sm_scale=scale, block_sizes=sizes)
 
 
 def _pad_tokens(x: jax.Array, n: int) -> jax.Array:
@@ -113,10 +111,10 @@ def _pad_tokens(x: jax.Array, n: int) -> jax.Array:
 def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> jax.Array:
   """``impl='flash'``: ``q [B, T, H, D]``, ``k, v [B, S, H, D]`` -> ``[B, T, H, D]``.
 
-  Padded keys are masked by one extra feature, 1 in every query and 0 in a real key but
-  ``_MASKED_KEY`` in a padded one, so their logits vanish from the softmax. This costs a 65th
-  feature where the MXU pads 64 to 128 anyway; the kernel's segment ids would instead broadcast
-  ``[B, T, 128]`` int32 masks through HBM for every call (3 % of the PATH step's estimate)."""
+  Tokens are padded to whole blocks; real tokens are segment 1 and padding segment 0, so a real
+  query never sees a padded key. (Masking through a 65th feature instead, 1 in the queries and a
+  large negative number in padded keys, avoids the kernel's segment-id broadcasts but costs more
+  HBM traffic for the concatenations: 139 ms against 135 ms estimated for the PATH step.)"""
   from jax.sharding import PartitionSpec as P
   from path_jax.parallel.mesh import BATCH_AXES
   b, t, h, _ = q.shape
@@ -124,15 +122,14 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> j
   bq, bk = flash_block(t), flash_block(s)
   tp, sp = -(-t // bq) * bq, -(-s // bk) * bk
   heads_first = lambda x, n: jnp.swapaxes(_pad_tokens(x, n), 1, 2)   # noqa: E731
-  q, k, v = heads_first(q, tp), heads_first(k, sp), heads_first(v, sp)
-  if sp > s:
-    extra = jnp.where(jnp.arange(sp) < s, 0.0, _MASKED_KEY).astype(k.dtype)
-    q = jnp.concatenate([q, jnp.ones(q.shape[:-1] + (1,), q.dtype)], axis=-1)
-    k = jnp.concatenate([k, jnp.broadcast_to(extra[:, None], k.shape[:-1] + (1,))], axis=-1)
-    v = jnp.concatenate([v, jnp.zeros(v.shape[:-1] + (1,), v.dtype)], axis=-1)
+  args = [heads_first(q, tp), heads_first(k, sp), heads_first(v, sp)]
+  padded = tp > t or sp > s
+  if padded:
+    args += [jnp.broadcast_to((jnp.arange(tp) < t).astype(jnp.int32), (b, tp)),
+             jnp.broadcast_to((jnp.arange(sp) < s).astype(jnp.int32), (b, sp))]
 
-  def kernel(q, k, v):
-    return _flash_kernel(q, k, v, scale, bq, bk)
+  def kernel(q, k, v, *segments):
+    return _flash_kernel(q, k, v, segments or None, scale, bq, bk)
 
   mesh = jax.sharding.get_abstract_mesh()
   if not mesh.empty:
@@ -142,11 +139,10 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> j
     model = mesh.shape.get("model", 1)
     heads = "model" if model > 1 and h % model == 0 else None
     if batch or heads:
-      act = P(batch, heads, None, None)
-      kernel = jax.shard_map(kernel, mesh=mesh, in_specs=(act, act, act), out_specs=act,
-                             check_vma=False)
-  out = kernel(q, k, v)[..., :v.shape[-1] - int(sp > s)]
-  return jnp.swapaxes(out, 1, 2)[:, :t]
+      act, seg = P(batch, heads, None, None), P(batch, None)
+      kernel = jax.shard_map(kernel, mesh=mesh, in_specs=(act,) * 3 + (seg,) * (len(args) - 3),
+                             out_specs=act, check_vma=False)
+  return jnp.swapaxes(kernel(*args), 1, 2)[:, :t]
 
 
 def _to_pairs(x: jax.Array) -> jax.Array:
