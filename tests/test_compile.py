@@ -212,3 +212,16 @@ def test_save_matmuls_keeps_the_flash_forward():
       text = jax.jit(jax.grad(loss)).trace(params, x).lower().compile().as_text()
     counts[policy] = len(re.findall(r"%flash_attention[.0-9]* = ", text))
   assert counts == {"save_matmuls": 1, "save_projections": 2}
+
+
+@needs_libtpu
+def test_evaluation_config_compiles_each_inference_program():
+  cfg = tiny_config()
+  cfg.mode = "evaluate"
+  report = compile_lib.run(cfg, "v5p-8")
+  assert set(report["evaluated_datasets"]) == {"mini_market", "mini_coco"}
+  assert report["largest_program"] in report["evaluated_datasets"]
+  assert report["fits"] and report["memory"]["peak"] > 0
+  cfg.mode = "export"
+  with pytest.raises(ValueError, match="no step to compile"):
+    compile_lib.run(cfg, "v5p-8")
