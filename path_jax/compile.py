@@ -54,6 +54,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 
+from path_jax.cost_model import ChipSpec  # noqa: E402  (NumPy only: no JAX start-up)
+
 
 # ----------------------------------------------------------------------------------------------
 # Chips and topology names.
@@ -61,25 +63,14 @@ if _ROOT not in sys.path:
 GiB = 2 ** 30
 
 
-@dataclasses.dataclass(frozen=True)
-class Chip:
-  """Public per-chip figures (Cloud TPU system architecture pages): dense bf16 FLOP/s, HBM bytes
-  and bandwidth, inter-chip interconnect bandwidth per chip, data-centre network bandwidth per
-  chip (multi-slice), TensorCores per chip exposed as JAX devices, chips per host."""
-  name: str
-  peak_flops: float
-  hbm_bytes: float
-  hbm_bw: float
-  ici_bw: float
-  dcn_bw: float
-  chips_per_host: int
-
-
+# Public per-chip figures (Cloud TPU system architecture pages): dense bf16 FLOP/s, HBM bytes and
+# bandwidth, inter-chip interconnect bandwidth per chip, data-centre network bandwidth per chip
+# (multi-slice).
 CHIPS = {
-    "v4": Chip("TPU v4", 275e12, 32 * GiB, 1228e9, 300e9, 6.25e9, 4),
-    "v5e": Chip("TPU v5e", 197e12, 16 * GiB, 819e9, 200e9, 6.25e9, 4),
-    "v5p": Chip("TPU v5p", 459e12, 95 * GiB, 2765e9, 600e9, 6.25e9, 4),
-    "v6e": Chip("TPU v6e", 918e12, 32 * GiB, 1640e9, 448e9, 12.5e9, 4),
+    "v4": ChipSpec("TPU v4", 275e12, 32 * GiB, 1228e9, 300e9, 6.25e9),
+    "v5e": ChipSpec("TPU v5e", 197e12, 16 * GiB, 819e9, 200e9, 6.25e9),
+    "v5p": ChipSpec("TPU v5p", 459e12, 95 * GiB, 2765e9, 600e9, 6.25e9),
+    "v6e": ChipSpec("TPU v6e", 918e12, 32 * GiB, 1640e9, 448e9, 12.5e9),
 }
 # Google's names count TensorCores for v4/v5p (two per chip: v5p-128 is 64 chips) and chips for
 # v5e/v6e; the physical shapes are the standard slice shapes.
@@ -330,9 +321,9 @@ def run(cfg, topology: str, num_slices: int = 1, *, min_headroom: float = 0.0,
   out["fits"] = out["memory"]["headroom"] >= min_headroom
   out["min_headroom"] = min_headroom
 
-  spec = cost_model.ChipSpec(name=chip.name, peak_flops=chip.peak_flops / per_chip,
-                             hbm_bytes=hbm, hbm_bw=chip.hbm_bw / per_chip,
-                             ici_bw=chip.ici_bw / per_chip, dcn_bw=chip.dcn_bw / per_chip)
+  spec = dataclasses.replace(chip, peak_flops=chip.peak_flops / per_chip, hbm_bytes=hbm,
+                             hbm_bw=chip.hbm_bw / per_chip, ici_bw=chip.ici_bw / per_chip,
+                             dcn_bw=chip.dcn_bw / per_chip)   # per device
   text = compiled.as_text()
   if hlo_out:
     with open(hlo_out, "w") as f:
