@@ -48,6 +48,7 @@ from typing import Any
 # test runner, another compile) must not lock us out.
 os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")   # else libtpu logs a page of errors
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,6 +106,11 @@ def parse_topology(name: str) -> tuple[str, str, int]:
 
 def topology_devices(topology: str, num_slices: int = 1):
   """Compile-only devices of ``num_slices`` slices of ``topology`` (needs libtpu)."""
+  gen, shape = topology.split(":")
+  # Quiets libtpu's start-up warning on a host that is not a TPU VM; the compile target is
+  # ``topology_name``, whatever this says.
+  cores = math.prod(map(int, shape.split("x"))) * (2 if gen in ("v4", "v5p") else 1)
+  os.environ.setdefault("TPU_ACCELERATOR_TYPE", f"{gen}-{cores}")
   try:
     from jax.experimental import topologies
     desc = topologies.get_topology_desc(topology_name=topology, platform="tpu",
