@@ -99,7 +99,7 @@ def default_dcn_shape(shape: Sequence[int], devices: Sequence) -> tuple[int, ...
   slices split the ``data`` axis (pure data parallelism across the data-centre network, the usual
   choice: only the gradient all-reduce crosses slices). None on one slice."""
   slices = num_slices(devices)
-  if slices == 1:
+  if slices == 1 or devices[0].platform != "tpu":   # GPU hosts keep jax.make_mesh's layout
     return None
   full = resolve_shape(shape, len(devices))
   if full[0] % slices:
