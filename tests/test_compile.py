@@ -225,3 +225,10 @@ def test_evaluation_config_compiles_each_inference_program():
   cfg.mode = "export"
   with pytest.raises(ValueError, match="no step to compile"):
     compile_lib.run(cfg, "v5p-8")
+
+
+@needs_libtpu
+def test_parts_compile_each_task_alone():
+  rows = compile_lib.compile_parts(tiny_config(), "v5p-8")
+  assert sorted((r["task"], r["datasets"]) for r in rows) == [("pose", 1), ("reid", 1)]
+  assert all(r["compile_s"] > 0 and r["hlo_instructions"] > 100 for r in rows)
