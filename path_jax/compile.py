@@ -169,10 +169,6 @@ def abstract_batch(cfg, mesh) -> dict[str, dict[str, Any]]:
   return out
 
 
-def suggest_divisor(cfg, shards: int, hosts: int) -> int:
-  return math.lcm(shards, hosts)
-
-
 def compile_train_step(cfg, devices) -> dict[str, Any]:
   """Lowers and compiles the training step of ``cfg`` for ``devices``; returns the compiled
   executable, timings and what the report needs."""

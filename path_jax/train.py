@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
