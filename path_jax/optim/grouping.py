@@ -41,18 +41,18 @@ class _Plan:
       keys.setdefault(key, []).append(i)
     self.groups = [members for members in keys.values()]
     self.names = [f"{GROUP_PREFIX}{g:03d}" for g in range(len(self.groups))]
-    self.group_of = {}
-    for g, members in enumerate(self.groups):
-      for pos, i in enumerate(members):
-        self.group_of[i] = (g, pos)
 
   def representative(self, name: str) -> tuple[tree_paths.Path, tuple[int, ...]]:
     i = self.groups[self.names.index(name)][0]
     return self.paths[i], self.shapes[i]
 
-  def stack(self, tree) -> dict[str, jax.Array]:
+  def stack(self, tree, template: dict[str, Any] | None = None) -> dict[str, jax.Array]:
+    """Each group's leaves stacked along a new leading axis. With a grouped ``template`` (a
+    state): where it holds a scalar (an unused placeholder entry), the members' scalars are
+    equal and the first is kept."""
     leaves = self.treedef.flatten_up_to(tree)
-    return {name: jnp.stack([leaves[i] for i in members])
+    return {name: leaves[members[0]] if template is not None and np.ndim(template[name]) == 0
+            else jnp.stack([leaves[i] for i in members])
             for name, members in zip(self.names, self.groups)}
 
   def unstack(self, grouped: dict[str, jax.Array]):
@@ -62,18 +62,6 @@ class _Plan:
       for pos, i in enumerate(members):
         leaves[i] = x if x.ndim == 0 else x[pos]
     return self.treedef.unflatten(leaves)
-
-  def stack_like(self, tree, template: dict[str, Any]) -> dict[str, jax.Array]:
-    """:meth:`stack` for a state tree; where the grouped state holds a scalar (an unused
-    placeholder entry), the members' scalars are equal and the first is kept."""
-    leaves = self.treedef.flatten_up_to(tree)
-    out = {}
-    for name, members in zip(self.names, self.groups):
-      if np.ndim(template[name]) == 0:
-        out[name] = leaves[members[0]]
-      else:
-        out[name] = jnp.stack([leaves[i] for i in members])
-    return out
 
 
 def _is_grouped(node, names) -> bool:
@@ -154,11 +142,12 @@ def grouped(make_inner: Callable[..., optax.GradientTransformation], params, *,
   def to_leaves(state):
     return _map_grouped(plan.unstack, state, plan.names)
 
+  templates = []   # the grouped trees of the state, in the order both walks meet them
+  _map_grouped(lambda t: templates.append(t) or t, template_state, plan.names)
+
   def to_groups(state):
-    templates = []
-    _map_grouped(lambda t: templates.append(t) or t, template_state, plan.names)
     it = iter(templates)
-    return _map_parameter_trees(lambda t: plan.stack_like(t, next(it)), state, plan.treedef)
+    return _map_parameter_trees(lambda t: plan.stack(t, next(it)), state, plan.treedef)
 
   def init_fn(p):
     return to_leaves(inner.init(plan.stack(p)))
