@@ -101,34 +101,37 @@ def split_micro_batches(x: jax.Array, accum_steps: int, batch_shards: int) -> ja
   return x.reshape((accum_steps, batch_shards * m) + x.shape[3:])
 
 
-def train_step(state: TrainState, batch: Mapping[str, Mapping[str, jax.Array]],
-               loss_weights: jax.Array, rng: jax.Array, *, model, tx: optax.GradientTransformation,
-               schedule: Callable | None = None, rules: Sequence = (), accum_steps: int = 1,
-               batch_shards: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimisation step over every dataset's sub-batch. See the module docstring."""
-  rng = jax.random.fold_in(rng, state.step)
+def compute_grads(params, batch_stats, batch, loss_weights, rng, *, model, rules: Sequence = (),
+                  accum_steps: int = 1, batch_shards: int = 1):
+  """Loss, metrics, new BatchNorm statistics and gradients of ``sum_d lambda_d L_d`` over the
+  datasets in ``batch`` (``params`` may hold only the parts those datasets use: the backbone,
+  their projectors and heads). The per-task-group computation of both placements."""
   grad_fn = jax.value_and_grad(functools.partial(_loss_fn, model=model, rules=tuple(rules)),
                                has_aux=True)
   if accum_steps == 1:
-    (loss, (metrics, batch_stats)), grads = grad_fn(state.params, state.batch_stats, batch,
-                                                    loss_weights, rng)
-  else:
-    micro = jax.tree.map(lambda x: split_micro_batches(x, accum_steps, batch_shards), batch)
+    (loss, (metrics, batch_stats)), grads = grad_fn(params, batch_stats, batch, loss_weights, rng)
+    return loss, metrics, batch_stats, grads
+  micro = jax.tree.map(lambda x: split_micro_batches(x, accum_steps, batch_shards), batch)
 
-    def body(carry, inputs):
-      grads_acc, stats = carry
-      mb, i = inputs
-      (loss, (m, stats)), g = grad_fn(state.params, stats, mb, loss_weights,
-                                      jax.random.fold_in(rng, i))
-      return (jax.tree.map(jnp.add, grads_acc, g), stats), m
+  def body(carry, inputs):
+    grads_acc, stats = carry
+    mb, i = inputs
+    (loss, (m, stats)), g = grad_fn(params, stats, mb, loss_weights, jax.random.fold_in(rng, i))
+    return (jax.tree.map(jnp.add, grads_acc, g), stats), m
 
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    (grads, batch_stats), ms = jax.lax.scan(body, (zeros, state.batch_stats),
-                                            (micro, jnp.arange(accum_steps)))
-    grads = jax.tree.map(lambda g: g / accum_steps, grads)
-    metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), ms)
-    loss = metrics["loss"]
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  (grads, batch_stats), ms = jax.lax.scan(body, (zeros, batch_stats),
+                                          (micro, jnp.arange(accum_steps)))
+  grads = jax.tree.map(lambda g: g / accum_steps, grads)
+  metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), ms)
+  return metrics["loss"], metrics, batch_stats, grads
 
+
+def apply_grads(state: TrainState, grads, loss, metrics, batch_stats, loss_weights, *, model,
+                tx: optax.GradientTransformation, schedule: Callable | None = None,
+                present: Sequence[str] = ()) -> tuple[TrainState, dict[str, jax.Array]]:
+  """The update of both placements: the optimiser step, skipped as a whole when the loss or a
+  gradient is not finite, and the step's metrics (``present``: the datasets in the batch)."""
   # A non-finite element makes the global norm inf/nan; one reduction instead of one per leaf
   # (a finite gradient whose squares overflow float32, |g| > 1e19, is skipped too). Grouped by
   # leaf shape: one reduction per shape, not per leaf (path_jax.optim.grouping).
@@ -155,9 +158,22 @@ def train_step(state: TrainState, batch: Mapping[str, Mapping[str, jax.Array]],
   if schedule is not None:
     metrics["lr"] = jnp.asarray(schedule(state.step), jnp.float32)
   for i, name in enumerate(dataset_names(model)):
-    if name in batch:
+    if name in present:
       metrics[f"loss_weight/{name}"] = loss_weights[i]
   return new_state, metrics
+
+
+def train_step(state: TrainState, batch: Mapping[str, Mapping[str, jax.Array]],
+               loss_weights: jax.Array, rng: jax.Array, *, model, tx: optax.GradientTransformation,
+               schedule: Callable | None = None, rules: Sequence = (), accum_steps: int = 1,
+               batch_shards: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step over every dataset's sub-batch. See the module docstring."""
+  rng = jax.random.fold_in(rng, state.step)
+  loss, metrics, batch_stats, grads = compute_grads(
+      state.params, state.batch_stats, batch, loss_weights, rng, model=model, rules=rules,
+      accum_steps=accum_steps, batch_shards=batch_shards)
+  return apply_grads(state, grads, loss, metrics, batch_stats, loss_weights, model=model, tx=tx,
+                     schedule=schedule, present=tuple(batch))
 
 
 def make_train_step(model, tx, *, mesh, state_shardings, schedule=None, rules=(),
