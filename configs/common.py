@@ -51,7 +51,8 @@ def task_defaults(task: str) -> ml_collections.ConfigDict:
 def dataset(task: str, tfds_name: str, *, batch_size: int, weight: float = 1.0,
             split: str = "train", eval_split: str = "", data_dir: str = "",
             sample_weight: float = 0.0, drop_path_rate: float | None = None,
-            projector_group: str = "", **fields: Any) -> ml_collections.ConfigDict:
+            projector_group: str = "", gpus: int = 0, placement_group: str = "",
+            **fields: Any) -> ml_collections.ConfigDict:
   """One dataset subtree.
 
   Common fields:
@@ -65,12 +66,16 @@ def dataset(task: str, tfds_name: str, *, batch_size: int, weight: float = 1.0,
       as the authors did (sample weight x images per step, normalised; REFERENCE.md §4.7).
     drop_path_rate: stochastic depth for this dataset's backbone pass (None = the backbone's).
     projector_group: explicit projector share group ('' = from model.projector.share).
+    gpus: the authors' GPU count for this dataset (0 = unknown); placement 'slices' divides the
+      mesh among task groups in these proportions (config.placement.proportions).
+    placement_group: the task group of placement 'slices' ('' = the task).
   Any further keyword overrides a task field (num_classes, image_size, flip_pairs, ...).
   """
   cfg = task_defaults(task)
   common = dict(task=task, tfds_name=tfds_name, split=split, eval_split=eval_split,
                 data_dir=data_dir, batch_size=int(batch_size), weight=float(weight),
-                sample_weight=float(sample_weight), projector_group=projector_group)
+                sample_weight=float(sample_weight), projector_group=projector_group,
+                gpus=int(gpus), placement_group=placement_group)
   for k, v in common.items():
     cfg[k] = v
   cfg.drop_path_rate = config_dict.placeholder(float) if drop_path_rate is None else float(
@@ -128,6 +133,10 @@ def base_config() -> ml_collections.ConfigDict:
       shape=(-1, 1, 1), dcn_shape=config_dict.placeholder(tuple), rules=(),
       fsdp_min_size=2 ** 18))
   c.input = ml_collections.ConfigDict(dict(num_workers=0, prefetch=2, read_threads=1))
+  # Where the dataset streams run (path_jax/parallel/PLACEMENT.md): 'shared' = every dataset's
+  # sub-batch over every device; 'slices' = each task group on its own rows of the data axis.
+  c.placement = ml_collections.ConfigDict(dict(
+      mode="shared", proportions="auto", weights="", rows="", round_batches=False))
   c.finetune = ml_collections.ConfigDict(dict(
       init_from="",                  # exported backbone dir, or a PyTorch .pth/.safetensors/.npz
       protocol="full",               # 'full' | 'head' | 'partial'

@@ -319,7 +319,8 @@ def pretrain_datasets(scale: float = 1.0, divisor: int = 8, *,
     out[row.name] = common.dataset(
         row.task, row.tfds_name, batch_size=batches[row.name], weight=weights[row.name],
         sample_weight=row.sample_weight, drop_path_rate=row.drop_path_rate,
-        projector_group=group, eval_split=row.eval_split,
+        projector_group=group, eval_split=row.eval_split, gpus=layout.get(
+            row.name, (row.gpus, 0))[0],
         data_dir=_own_dir(data_dir, row.name) if row.own_data_dir else "", **fields)
   return out
 

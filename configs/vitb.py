@@ -20,6 +20,10 @@ Arguments (comma-separated, e.g. ``configs/vitb.py:scale=8,authors``):
                'authors'), its attribute positive ratios, seed 2022 and kept step 75k.
   share=S      projector sharing 'task' (default), 'all' or 'dataset' (paper Tab. 4 ablation);
                other than 'task' drops the human/clothes parsing split.
+  placement=P  'shared' (default: every dataset on every device) or 'slices' (each task group on
+               its own rows of the mesh, sized by the authors' GPU counts; sub-batches are the
+               authors' exact ones (divisor 1 unless given), rounded at start-up to the nearest
+               multiple of their group's devices: path_jax/parallel/PLACEMENT.md).
 ``optimizer.schedule.total_steps`` follows ``train.num_steps`` (one FieldReference: setting
 either sets both), so ``--config.train.num_steps=N`` rescales the decay steps.
 """
@@ -29,7 +33,7 @@ import ml_collections
 
 from configs import common, humanbench
 
-ARG_DEFAULTS = dict(scale=1.0, divisor=8, authors=False, share="task")
+ARG_DEFAULTS = dict(scale=1.0, divisor=8, authors=False, share="task", placement="shared")
 
 
 def build(arg: str | None, *, variant: str, layout=None) -> ml_collections.ConfigDict:
@@ -37,6 +41,11 @@ def build(arg: str | None, *, variant: str, layout=None) -> ml_collections.Confi
   from path_jax import optim
 
   args = humanbench.parse_arg(arg, ARG_DEFAULTS)
+  if args["placement"] not in ("shared", "slices"):
+    raise ValueError(f"placement={args['placement']!r}; use placement=shared or "
+                     f"placement=slices.")
+  if args["placement"] == "slices" and "divisor=" not in (arg or ""):
+    args["divisor"] = 1   # the groups' rounding replaces the global one
   if args["share"] not in ("task", "all", "dataset"):
     raise ValueError(f"share={args['share']!r}; use share=task, share=all or share=dataset.")
   c = common.base_config()
@@ -57,6 +66,9 @@ def build(arg: str | None, *, variant: str, layout=None) -> ml_collections.Confi
   c.optimizer.schedule.total_steps = c.train.get_ref("num_steps")
   c.train.num_steps = 80_000
   c.train.loss_weights = "authors"
+  if args["placement"] == "slices":
+    c.placement.mode = "slices"
+    c.placement.round_batches = True
 
   c.datasets = humanbench.pretrain_datasets(
       args["scale"], args["divisor"], layout=layout, data_dir=c.get_ref("data_dir"),

@@ -164,7 +164,9 @@ def bench_step(args) -> dict:
 
   cfg = load_config(args.config, args.set)
   mesh = mesh_lib.from_config(cfg.mesh)
-  shards = mesh_lib.batch_shards(mesh)
+  slices = args.placement == "slices"
+  # 'slices' rounds every sub-batch to its own group's rows, below.
+  shards = 1 if slices else mesh_lib.batch_shards(mesh)
   skip = {t for t in args.skip_tasks.split(",") if t}
   for name in list(cfg.datasets):
     if (args.only and name not in args.only.split(",")) or cfg.datasets[name].task in skip:
@@ -192,28 +194,49 @@ def bench_step(args) -> dict:
   model = path_lib.from_config(cfg)
   rules = rules_lib.rules_from_config(cfg.mesh)
   shapes = {n: tuple(cfg.datasets[n].image_size) for n in cfg.datasets}
+  placement = None
+  if slices:
+    from path_jax.parallel import placement as placement_lib
+    cfg.placement.mode = "slices"
+    placement = placement_lib.make(cfg, mesh, model)
+    placement_lib.batch_problems(cfg, placement, apply_rounding=True)
   state, info = create_train_state(model, functools.partial(optim.make_optimizer, cfg.optimizer),
                                    shapes, mesh, rules, fsdp_min_size=cfg.mesh.fsdp_min_size)
-  fn = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
-                                rules=rules, accum_steps=cfg.train.accum_steps)
   rng = np.random.default_rng(0)
   host = {n: tasks.get(cfg.datasets[n].task).example_batch(cfg.datasets[n],
                                                           cfg.datasets[n].batch_size, rng)
           for n in cfg.datasets}
-  batch = jax.device_put(host, rules_lib.batch_sharding(mesh))
   weights = jnp.ones((len(cfg.datasets),), jnp.float32)
   key = jax.random.key(0)
-  t0 = time.perf_counter()
-  with jax.set_mesh(mesh):
-    compiled = fn.jitted.lower(state, batch, weights, key).compile()
-  compile_s = time.perf_counter() - t0
-  mem = compiled.memory_analysis()
+  if slices:
+    from path_jax import step_slices
+    fn = step_slices.SlicedTrainStep(model, info.tx, placement=placement,
+                                     state_shardings=info.shardings, rules=rules,
+                                     accum_steps=cfg.train.accum_steps)
+    batch = {n: jax.device_put(host[n], rules_lib.batch_sharding(
+        placement.submeshes[placement.group_of(n).name])) for n in host}
+    t0 = time.perf_counter()   # compiled on the first call: compile + one step
+    state, m = fn(state, batch, weights, key)
+    jax.block_until_ready(m)
+    compile_s, compiled, mem = time.perf_counter() - t0, None, None
+  else:
+    fn = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
+                                  rules=rules, accum_steps=cfg.train.accum_steps)
+    batch = jax.device_put(host, rules_lib.batch_sharding(mesh))
+    t0 = time.perf_counter()
+    with jax.set_mesh(mesh):
+      compiled = fn.jitted.lower(state, batch, weights, key).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
   mem_bytes = None if mem is None else {
       "temp": getattr(mem, "temp_size_in_bytes", None),
       "arguments": getattr(mem, "argument_size_in_bytes", None),
       "output": getattr(mem, "output_size_in_bytes", None)}
   images = sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets)
   if args.compile_only:
+    if slices:
+      raise ValueError("--compile_only is for --placement=shared (use python -m "
+                       "path_jax.compile for the 'slices' programs)")
     return {"bench": "step", "config": args.config, "compile_only": True,
             "device": jax.devices()[0].device_kind, "mesh": dict(mesh.shape),
             "dtype": cfg.model.backbone.dtype, "images_per_step": images,
@@ -237,8 +260,9 @@ def bench_step(args) -> dict:
     state, m = fn(state, batch, weights, key)
     jax.block_until_ready(m)
     jax.profiler.stop_trace()
-    with open(os.path.join(args.profile, "step.hlo.txt"), "w") as f:
-      f.write(compiled.as_text())
+    if compiled is not None:
+      with open(os.path.join(args.profile, "step.hlo.txt"), "w") as f:
+        f.write(compiled.as_text())
   flops = flops_per_step(cfg, model)
   from path_jax import metrics as metrics_lib
   flops_trunk = metrics_lib.flops_per_step(model, cfg.datasets, heads=False)
@@ -257,6 +281,8 @@ def bench_step(args) -> dict:
     peak_mem = (dev.memory_stats() or {}).get("peak_bytes_in_use")
   return {
       "bench": "step", "config": args.config, "device": dev.device_kind, "devices": ndev,
+      "placement": args.placement,
+      "groups": None if placement is None else {g.name: g.rows for g in placement.groups},
       "mesh": dict(mesh.shape), "dtype": cfg.model.backbone.dtype,
       "batch_per_dataset": {n: int(cfg.datasets[n].batch_size) for n in cfg.datasets},
       "step_ms": t_step * 1e3, "images_per_s": images / t_step,
@@ -293,6 +319,8 @@ def _step_parser(p: argparse.ArgumentParser) -> None:
   p.add_argument("--profile", default="",
                  help="after timing, trace one more step into this folder (with the compiled HLO)")
   p.add_argument("--iters", type=int, default=5)
+  p.add_argument("--placement", default="shared", choices=["shared", "slices"],
+                 help="where the dataset streams run (path_jax/parallel/PLACEMENT.md)")
 
 
 def bench_matmul(args) -> dict:

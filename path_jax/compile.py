@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -152,17 +153,19 @@ def _reset_peak_rss() -> None:
 # The step, abstractly.
 
 
-def abstract_batch(cfg, mesh) -> dict[str, dict[str, Any]]:
-  """``ShapeDtypeStruct``s of one training batch (every dataset), sharded as main shards it."""
+def abstract_batch(cfg, mesh, placement=None) -> dict[str, dict[str, Any]]:
+  """``ShapeDtypeStruct``s of one training batch (every dataset), sharded as main shards it:
+  over ``mesh``, or in placement 'slices' each dataset over its group's sub-mesh."""
   import jax
   import numpy as np
   from path_jax import tasks
   from path_jax.parallel import rules as rules_lib
-  sharding = rules_lib.batch_sharding(mesh)
   rng = np.random.default_rng(0)
   out = {}
   for name in cfg.datasets:
     d = cfg.datasets[name]
+    sharding = rules_lib.batch_sharding(
+        mesh if placement is None else placement.submeshes[placement.group_of(name).name])
     one = tasks.get(d.task).example_batch(d, 1, rng)   # shapes of one example
     out[name] = {k: jax.ShapeDtypeStruct((int(d.batch_size),) + v.shape[1:], v.dtype,
                                          sharding=sharding) for k, v in one.items()}
@@ -182,6 +185,8 @@ def compile_train_step(cfg, devices) -> dict[str, Any]:
   mesh = s.mesh
   abstract, info = abstract_train_state(s.model, s.make_tx, s.image_shapes, mesh, s.rules,
                                         fsdp_min_size=cfg.mesh.fsdp_min_size)
+  if s.placement is not None:
+    return _compile_sliced(cfg, s, abstract, info)
   step_fn = step_lib.make_train_step(s.model, info.tx, mesh=mesh, state_shardings=info.shardings,
                                      schedule=optim.make_schedule(cfg.optimizer), rules=s.rules,
                                      accum_steps=cfg.train.accum_steps)
@@ -203,6 +208,51 @@ def compile_train_step(cfg, devices) -> dict[str, Any]:
   return dict(compiled=compiled, setup=s, lower_s=lower_s, compile_s=compile_s,
               host_rss_before_compile=rss_before, host_peak_rss_compile=_proc_status("VmHWM"),
               model_flops=model_flops, trunk_flops=trunk_flops, report=info.report)
+
+
+def _compile_sliced(cfg, s, abstract, info) -> dict[str, Any]:
+  """Placement 'slices': every task group's gradient program on its sub-mesh and the update
+  program on the whole mesh, compiled one after the other (a pod host compiles only its own
+  group's and the update). Per program: lower/compile seconds and the host's peak memory."""
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from path_jax import metrics as metrics_lib, optim, train
+  from path_jax.parallel import placement as placement_lib
+
+  mesh = s.mesh
+  placement_lib.check_params(info.shardings.params)
+  step_fn = train.make_step(s, info, optim.make_schedule(cfg.optimizer))
+  replicated = NamedSharding(mesh, P())
+  batch = abstract_batch(cfg, mesh, s.placement)
+  weights = jax.ShapeDtypeStruct((len(s.model.datasets),), jnp.float32, sharding=replicated)
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
+  t0 = time.perf_counter()
+  lowered = step_fn.lower(abstract, batch, weights, key)
+  lower_s = time.perf_counter() - t0
+  programs = {}
+  for name, low in lowered.items():
+    _reset_peak_rss()
+    t0 = time.perf_counter()
+    compiled = low.compile()
+    # Keep what the report needs and drop the executable, so that each program's host peak
+    # counts only what compiling it (and the set-up) costs, as on a pod host.
+    programs[name] = dict(compile_s=time.perf_counter() - t0,
+                          host_peak_rss_compile=_proc_status("VmHWM"),
+                          memory=compiled.memory_analysis(), hlo=compiled.as_text())
+    logging.info("compiled %s in %.1f s (host peak %.1f GB)", name, programs[name]["compile_s"],
+                 programs[name]["host_peak_rss_compile"] / 1e9)
+    del compiled, low
+  del lowered
+  group_flops = {g.name: sum(metrics_lib.flops_per_step(s.model, {n: cfg.datasets[n]})
+                             for n in g.datasets) for g in s.placement.groups}
+  top = max(programs.values(), key=lambda e: e["host_peak_rss_compile"])
+  return dict(compiled=None, programs=programs, setup=s, lower_s=lower_s,
+              compile_s=sum(e["compile_s"] for e in programs.values()),
+              host_rss_before_compile=0, host_peak_rss_compile=top["host_peak_rss_compile"],
+              model_flops=metrics_lib.flops_per_step(s.model, cfg.datasets),
+              trunk_flops=metrics_lib.flops_per_step(s.model, cfg.datasets, heads=False),
+              group_flops=group_flops, report=info.report)
 
 
 def compile_eval_steps(cfg, devices) -> dict[str, Any]:
@@ -272,7 +322,8 @@ def compile_eval_steps(cfg, devices) -> dict[str, Any]:
 
 
 def memory_report(compiled, hbm_bytes: float) -> dict[str, Any]:
-  mem = compiled.memory_analysis()
+  """Per-chip memory of a compiled program (or of its ``memory_analysis()``)."""
+  mem = compiled.memory_analysis() if hasattr(compiled, "memory_analysis") else compiled
   get = lambda k: int(getattr(mem, k, 0) or 0)   # noqa: E731
   args, out, temp = get("argument_size_in_bytes"), get("output_size_in_bytes"), get(
       "temp_size_in_bytes")
@@ -340,6 +391,14 @@ def run(cfg, topology: str, num_slices: int = 1, *, min_headroom: float = 0.0,
     raise ValueError(f"config.mode={cfg.mode!r} runs no step to compile; compile the "
                      f"'pretrain', 'finetune' or 'evaluate' config")
   s, compiled = res["setup"], res["compiled"]
+  if res.get("programs"):
+    out.update(mesh=dict(s.mesh.shape), datasets=len(cfg.datasets),
+               images_per_step=sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets),
+               batch_per_dataset={n: int(cfg.datasets[n].batch_size) for n in cfg.datasets},
+               attention_impl=s.model.backbone.attention_impl, placeholders=s.placeholders,
+               lower_s=res["lower_s"], compile_s=res["compile_s"], host_rss_before_compile_gb=0.0,
+               host_peak_rss_compile_gb=res["host_peak_rss_compile"] / 1e9)
+    return _sliced_report(out, res, chip, per_chip, min_headroom, num_slices)
   out.update(mesh=dict(s.mesh.shape), datasets=len(cfg.datasets),
              images_per_step=sum(int(cfg.datasets[n].batch_size) for n in cfg.datasets),
              batch_per_dataset={n: int(cfg.datasets[n].batch_size) for n in cfg.datasets},
@@ -363,7 +422,6 @@ def run(cfg, topology: str, num_slices: int = 1, *, min_headroom: float = 0.0,
     cost = cost_model.analyze_hlo(text)
     est = cost_model.estimate_time(cost, spec, num_slices=num_slices)
   except Exception as e:   # noqa: BLE001 - the compile and memory report still stand
-    import logging
     logging.exception("the cost model could not read this program")
     out["cost_model_error"] = f"{type(e).__name__}: {e}"
     return out
@@ -388,6 +446,73 @@ def run(cfg, topology: str, num_slices: int = 1, *, min_headroom: float = 0.0,
   rl = est["roofline_s"]
   out["estimated_mfu_collectives_hidden"] = t_ideal / rl if rl > 0 and t_ideal > 0 else float(
       "nan")
+  return out
+
+
+def _per_device_spec(chip: ChipSpec, per_chip: int) -> ChipSpec:
+  return dataclasses.replace(chip, peak_flops=chip.peak_flops / per_chip,
+                             hbm_bytes=chip.hbm_bytes / per_chip, hbm_bw=chip.hbm_bw / per_chip,
+                             ici_bw=chip.ici_bw / per_chip, dcn_bw=chip.dcn_bw / per_chip)
+
+
+def _sliced_report(out, res, chip, per_chip, min_headroom, num_slices) -> dict[str, Any]:
+  """Placement 'slices': one row per program (compile cost, per-chip memory, estimated time),
+  the step's per-chip memory (the largest program's peak), its estimated time (the slowest
+  group's program, then the update) and MFU."""
+  from path_jax import cost_model
+  s = res["setup"]
+  spec = _per_device_spec(chip, per_chip)
+  hbm = chip.hbm_bytes / per_chip
+  rows, groups = {}, {g.name: g for g in s.placement.groups}
+  devices_per_row = s.mesh.devices[0].size
+  for name, e in res["programs"].items():
+    mem = memory_report(e["memory"], hbm)
+    sub = s.placement.submeshes[name] if name in groups else s.mesh
+    slices = len({getattr(d, "slice_index", 0) for d in sub.devices.flat})
+    row = {"compile_s": e["compile_s"], "host_peak_rss_compile_gb":
+           e["host_peak_rss_compile"] / 1e9, "peak_gib": mem["peak"] / GiB,
+           "headroom": mem["headroom"], "memory": mem, "devices": int(sub.devices.size)}
+    if name in groups:
+      g = groups[name]
+      row.update(rows=g.rows, datasets=list(g.datasets),
+                 batch={n: int(s.cfg.datasets[n].batch_size) for n in g.datasets},
+                 model_tflops_per_device=res["group_flops"][name] / (g.rows * devices_per_row)
+                 / 1e12)
+    try:
+      cost = cost_model.analyze_hlo(e["hlo"])
+      est = cost_model.estimate_time(cost, spec, num_slices=slices)
+      row.update(estimate_s=est["estimate_s"], roofline_s=est["roofline_s"],
+                 collective_s=est["collective_s"], hlo_tflops_per_device=cost.flops / 1e12,
+                 per_category={k: v["estimate_s"] for k, v in est["per_category"].items()})
+    except Exception as err:   # noqa: BLE001 - the compile and memory report still stand
+      row["cost_model_error"] = f"{type(err).__name__}: {err}"
+    rows[name] = row
+  out["placement"] = "slices"
+  out["programs"] = rows
+  worst = max(rows.values(), key=lambda r: r["memory"]["peak"])
+  out["memory"] = worst["memory"]
+  out["fits"] = out["memory"]["headroom"] >= min_headroom
+  out["min_headroom"] = min_headroom
+  out["longest_program_compile_s"] = max(r["compile_s"] for r in rows.values())
+  out["host_peak_rss_one_host_gb"] = max(
+      r["host_peak_rss_compile_gb"] for n, r in rows.items())   # a pod host: its group + update
+  if any("cost_model_error" in r for r in rows.values()):
+    out["cost_model_error"] = "; ".join(f"{n}: {r['cost_model_error']}" for n, r in rows.items()
+                                        if "cost_model_error" in r)
+    return out
+  t_ideal = res["model_flops"] / len(s.mesh.devices.flat) / spec.peak_flops
+  slowest = max(groups, key=lambda n: rows[n]["estimate_s"])
+  step_s = rows[slowest]["estimate_s"] + rows["update"]["estimate_s"]
+  hidden = rows[slowest]["roofline_s"] + rows["update"]["roofline_s"]
+  out["flops"] = {"model_tflops_per_step": res["model_flops"] / 1e12,
+                  "model_tflops_per_step_backbone_projectors": res["trunk_flops"] / 1e12,
+                  "model_tflops_per_chip": res["model_flops"] / len(s.mesh.devices.flat)
+                  * per_chip / 1e12}
+  out["time"] = {"at_peak_s": t_ideal, "estimate_s": step_s, "slowest_group": slowest,
+                 "slowest_group_s": rows[slowest]["estimate_s"],
+                 "update_s": rows["update"]["estimate_s"], "collectives_hidden_s": hidden}
+  out["estimated_mfu"] = t_ideal / step_s
+  out["estimated_mfu_collectives_hidden"] = t_ideal / hidden
   return out
 
 
@@ -424,12 +549,34 @@ def print_report(r: dict[str, Any], file=sys.stdout) -> None:
   for name, e in (r.get("evaluated_datasets") or {}).items():
     p(f"  evaluation program {name}: batch {e['batch']}, compile {e['compile_s']:.1f} s, peak "
       f"{e['peak_gib']:.2f} GiB")
+  if r.get("programs"):
+    _print_programs(r, p)
   if "cost_model_error" in r:
     p(f"no time estimate: the cost model failed ({r['cost_model_error']})")
+  elif r.get("programs"):
+    t = r["time"]
+    p(f"step time: {_ms(t['at_peak_s'])} at peak FLOP/s; estimated {_ms(t['estimate_s'])} "
+      f"(slowest group {t['slowest_group']!r} {_ms(t['slowest_group_s'])} + update "
+      f"{_ms(t['update_s'])}) -> MFU {100 * r['estimated_mfu']:.1f} % "
+      f"({100 * r['estimated_mfu_collectives_hidden']:.1f} % if the collectives overlap "
+      f"compute entirely)")
   else:
     _print_estimate(r, p)
   p(("FITS" if r["fits"] else "DOES NOT FIT") + f" (required headroom "
     f"{100 * r['min_headroom']:.0f} %)")
+
+
+def _print_programs(r: dict[str, Any], p) -> None:
+  p(f"placement 'slices': {len(r['programs'])} programs; the longest compile "
+    f"{r['longest_program_compile_s']:.1f} s (a pod host compiles its group's and the update)")
+  for name, row in r["programs"].items():
+    what = (f"{row['rows']} rows ({row['devices']} devices), {len(row['datasets'])} datasets, "
+            f"{sum(row['batch'].values())} images, {row['model_tflops_per_device']:.2f} model "
+            f"TFLOP per device" if "rows" in row else f"{row['devices']} devices")
+    est = f", estimated {_ms(row['estimate_s'])}" if "estimate_s" in row else ""
+    p(f"  {name:<16} {what}: compile {row['compile_s']:.1f} s, host peak "
+      f"{row['host_peak_rss_compile_gb']:.1f} GB, per-chip peak {row['peak_gib']:.2f} GiB"
+      f"{est}")
 
 
 def _print_estimate(r: dict[str, Any], p) -> None:

@@ -132,14 +132,25 @@ def check_config(cfg: ml_collections.ConfigDict, mesh, *, num_hosts: int | None 
                        f"0..{depth} (config.model.backbone.depth)")
   if not len(cfg.datasets):
     raise ValueError("config.datasets is empty: add at least one dataset subtree")
+  from path_jax.parallel import placement as placement_lib
+  mode = cfg.get("placement", {}).get("mode", "shared")
+  if mode not in placement_lib.MODES:
+    raise ValueError(f"config.placement.mode={mode!r}; use one of {placement_lib.MODES}")
+  # 'slices': sub-batches divide over their group's rows, checked once the groups are known.
+  shared = mode == "shared"
   shards = mesh_lib.batch_shards(mesh)
   problems = []
   for name in cfg.datasets:
     d = cfg.datasets[name]
-    if d.batch_size % shards:
+    if d.batch_size <= 0:
+      problems.append(f"config.datasets.{name}.batch_size={d.batch_size}: give a positive "
+                      f"number of images per step")
+    elif not shared:
+      pass
+    elif d.batch_size % shards:
       problems.append(f"config.datasets.{name}.batch_size={d.batch_size} is not a multiple of "
                       f"the {shards} batch shards of mesh {dict(mesh.shape)}")
-    if d.batch_size % num_hosts:
+    if shared and d.batch_size % num_hosts:
       problems.append(f"config.datasets.{name}.batch_size={d.batch_size} does not split over "
                       f"{num_hosts} hosts")
     if not check_data:
@@ -154,7 +165,7 @@ def check_config(cfg: ml_collections.ConfigDict, mesh, *, num_hosts: int | None 
         problems.append(f"config.datasets.{name}: {e}")
   if problems:
     unit = math.lcm(shards, num_hosts)
-    if any("batch_size" in p for p in problems):
+    if any("not a multiple" in p or "does not split" in p for p in problems):
       problems.append(f"every sub-batch must be a multiple of {unit} on this mesh: set the "
                       f"batch sizes, or for the pretraining configs (configs/vitb.py, vitl.py) "
                       f"pass ':divisor={unit}' (e.g. --config=configs/vitb.py:divisor={unit})")
@@ -202,6 +213,7 @@ class Setup:
   image_shapes: dict
   rules: tuple
   placeholders: list = dataclasses.field(default_factory=list)
+  placement: Any = None      # path_jax.parallel.placement.Placement in mode 'slices'
 
 
 def setup(cfg: ml_collections.ConfigDict, *, devices=None, check_data: bool = True) -> Setup:
@@ -223,10 +235,18 @@ def setup(cfg: ml_collections.ConfigDict, *, devices=None, check_data: bool = Tr
   check_config(cfg, mesh, num_hosts=num_hosts, check_data=check_data)
   placeholders = fill_from_metadata(cfg, placeholders=not check_data)
   model = path_lib.from_config(cfg, platform=mesh_lib.platform(mesh))
+  placement = None
+  if cfg.get("placement", {}).get("mode", "shared") == "slices":
+    from path_jax.parallel import placement as placement_lib
+    placement = placement_lib.make(cfg, mesh, model)
+    problems = placement_lib.batch_problems(
+        cfg, placement, apply_rounding=bool(cfg.placement.round_batches))
+    if problems:
+      raise ValueError("the config does not fit this placement:\n  " + "\n  ".join(problems))
   make_tx = functools.partial(optim.make_optimizer, cfg.optimizer)
   image_shapes = {n: tuple(cfg.datasets[n].image_size) for n in cfg.datasets}
   return Setup(cfg, mesh, model, make_tx, image_shapes, rules_lib.rules_from_config(cfg.mesh),
-               placeholders)
+               placeholders, placement)
 
 
 def _log_config(cfg, workdir):
@@ -251,20 +271,26 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   from path_jax import checkpoint as ckpt_lib
   from path_jax import metrics as metrics_lib
   from path_jax import profiling
-  from path_jax.input import global_batch, mixture
+  from path_jax.input import mixture
   from path_jax.state import abstract_train_state, create_train_state
 
   s = setup(cfg)
   _log_config(cfg, workdir)
   model, mesh = s.model, s.mesh
-  logging.info("mesh %s over %d devices (%d processes)", dict(mesh.shape), mesh.size,
-               jax.process_count())
+  logging.info("mesh %s over %d devices (%d processes), placement %s", dict(mesh.shape),
+               mesh.size, jax.process_count(),
+               "shared" if s.placement is None else "slices")
+  if s.placement is not None:
+    from path_jax.bench import device_peak as _peak
+    from path_jax.parallel import placement as placement_lib
+    placement_lib.log_balance(placement_lib.balance(cfg, model, s.placement),
+                              _peak(cfg.model.backbone.dtype)[0])
 
   # ---- State: restore the newest complete checkpoint, else initialise (and load a backbone).
   checkpointer = ckpt_lib.Checkpointer(
       workdir, save_every=cfg.train.checkpoint_every, keep=cfg.train.keep_checkpoints,
       milestones=tuple(cfg.train.milestones))
-  inputs = mixture.inputs_from_config(cfg.datasets)
+  inputs = mixture.inputs_from_config(cfg.datasets, streams=host_streams(s))
   iterator = mixture.make_train_iterator(inputs, seed=cfg.seed,
                                          num_workers=cfg.input.num_workers,
                                          prefetch=cfg.input.prefetch,
@@ -286,9 +312,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     elapsed0 = 0.0
 
   schedule = optim.make_schedule(cfg.optimizer)
-  step_fn = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
-                                     schedule=schedule, rules=s.rules,
-                                     accum_steps=cfg.train.accum_steps)
+  step_fn = make_step(s, info, schedule)
   weights = jnp.asarray(loss_weights(cfg, model))
   rng = jax.random.key(cfg.seed)
   total = int(cfg.train.num_steps)
@@ -316,7 +340,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       t_wait = time.perf_counter()
       host_batch = next(iterator)
       wait = time.perf_counter() - t_wait
-      batch = global_batch.to_global(host_batch, mesh)
+      batch = to_global_batch(s, host_batch)
       profiler.step(step, metrics)
       state, metrics = step_fn(state, batch, weights, rng)
       step += 1
@@ -348,6 +372,51 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   checkpointer.close()
   iterator.close()
   return result
+
+
+def host_streams(s: Setup) -> dict[str, tuple[int, int, int]] | None:
+  """Which datasets this host reads, and how: ``{dataset: (shard_index, shard_count, host
+  batch)}`` in placement 'slices' (only the datasets of groups with devices on this host; the
+  records split over the group's hosts; the batch in proportion to this host's devices of the
+  group); None in 'shared' (every dataset, split over every host)."""
+  p = s.placement
+  if p is None:
+    return None
+  me = jax.process_index()
+  out = {}
+  for g in p.groups:
+    sub = p.submeshes[g.name]
+    procs = p.processes(g)
+    if me not in procs:
+      continue
+    k, shards = p.host_share(g, me)
+    for n in g.datasets:
+      out[n] = (procs.index(me), len(procs), int(s.cfg.datasets[n].batch_size) * k // shards)
+  return out
+
+
+def make_step(s: Setup, info, schedule):
+  """The jitted training step of the run's placement."""
+  if s.placement is None:
+    return step_lib.make_train_step(s.model, info.tx, mesh=s.mesh,
+                                    state_shardings=info.shardings, schedule=schedule,
+                                    rules=s.rules, accum_steps=s.cfg.train.accum_steps)
+  from path_jax import step_slices
+  from path_jax.parallel import placement as placement_lib
+  placement_lib.check_params(info.shardings.params)
+  return step_slices.SlicedTrainStep(s.model, info.tx, placement=s.placement,
+                                     state_shardings=info.shardings, schedule=schedule,
+                                     rules=s.rules, accum_steps=s.cfg.train.accum_steps)
+
+
+def to_global_batch(s: Setup, host_batch):
+  """This host's sub-batches as global arrays: over the whole mesh ('shared') or each over its
+  group's sub-mesh ('slices')."""
+  from path_jax.input import global_batch
+  if s.placement is None:
+    return global_batch.to_global(host_batch, s.mesh)
+  return {n: global_batch.to_global(b, s.placement.submeshes[s.placement.group_of(n).name])
+          for n, b in host_batch.items()}
 
 
 def load_backbone_into(state, path: str, *, strict: bool = False):
@@ -384,16 +453,27 @@ def validation_losses(cfg, s, state) -> dict[str, float]:
     if not split or d.task == "reid":   # ReID eval splits hold unseen identities: no CE
       continue
     source = sources.open_source(d.tfds_name, split, d.data_dir)
-    it = eval_input.eval_iterator_for(d.task, d, source, d.batch_size // jax.process_count())
     losses = []
     task = tasks_lib.get(spec.task)
     fn = _val_loss_fn(s.model, spec.name, s.rules)
+    mesh, params, stats = s.mesh, state.params, state.batch_stats
+    if s.placement is not None:   # on the dataset's own slices
+      from path_jax import step_slices
+      mesh = s.placement.submeshes[s.placement.group_of(spec.name).name]
+      if not any(dev.process_index == jax.process_index() for dev in mesh.devices.flat):
+        continue   # another host's stream: its hosts report it
+      keys = step_slices.group_keys(s.model, (spec.name,), params)
+      params = {k: jax.tree.map(lambda x: step_slices.view(x, mesh), params[k]) for k in keys}
+      stats = {k: jax.tree.map(lambda x: step_slices.view(x, mesh), stats[k]) for k in keys
+               if k in stats}
+    local = sum(dev.process_index == jax.process_index() for dev in mesh.devices.flat)
+    it = eval_input.eval_iterator_for(d.task, d, source, d.batch_size * local // mesh.size)
     for i, batch in enumerate(it):
       if i >= cfg.train.eval_batches:
         break
-      gb = global_batch.to_global(batch, s.mesh)
-      with jax.set_mesh(s.mesh):   # the model's frozen copy of the dataset config is hashable
-        losses.append(float(fn(state.params, state.batch_stats, gb, task, spec.cfg)))
+      gb = global_batch.to_global(batch, mesh)
+      with jax.set_mesh(mesh):   # the model's frozen copy of the dataset config is hashable
+        losses.append(float(fn(params, stats, gb, task, spec.cfg)))
     if losses:
       out[f"val_loss/{spec.name}"] = float(np.mean(losses))
   return out

@@ -108,15 +108,19 @@ def _restore_params(workdir, cfg):
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly(mini_data, tmp_path):
-  """Interrupt at step 2 and resume to 4 == 4 steps uninterrupted: same params, same batches."""
+@pytest.mark.parametrize("placement", ["shared", "slices"])
+def test_resume_continues_exactly(mini_data, tmp_path, placement):
+  """Interrupt at step 2 and resume to 4 == 4 steps uninterrupted: same params, same batches
+  (in 'slices', each task group on its own rows of the 8 devices)."""
   from path_jax import train
+  kw = {"placement.mode": placement, "placement.round_batches": True}
   full = str(tmp_path / "full")
-  train.run(_tiny_config(mini_data, steps=4), full)
+  train.run(_tiny_config(mini_data, steps=4, **kw), full)
   part = str(tmp_path / "part")
   # Stopped after 2 of the same 4-step run (same schedule), then resumed to 4.
-  train.run(_tiny_config(mini_data, steps=2, **{"optimizer.schedule.total_steps": 4}), part)
-  train.run(_tiny_config(mini_data, steps=4), part)
+  train.run(_tiny_config(mini_data, steps=2, **{"optimizer.schedule.total_steps": 4}, **kw),
+            part)
+  train.run(_tiny_config(mini_data, steps=4, **kw), part)
   a, meta_a = _restore_params(full, _tiny_config(mini_data))
   b, meta_b = _restore_params(part, _tiny_config(mini_data))
   assert int(a.step) == int(b.step) == 4

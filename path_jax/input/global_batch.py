@@ -35,7 +35,8 @@ def to_global(batch: Any, mesh: Mesh, batch_axes: Sequence[str] = BATCH_AXES) ->
   host's share of the batch shards.
   """
   shards = batch_shards(mesh, batch_axes)
-  local_shards = max(1, shards // jax.process_count())
+  processes = len({d.process_index for d in mesh.devices.flat})   # a sub-mesh may have fewer
+  local_shards = max(1, shards // processes)
 
   def one(path, x):
     x = np.asarray(x)

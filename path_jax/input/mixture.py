@@ -61,6 +61,7 @@ class DatasetInput:
   sampler: str = "shuffle"
   identity_key: str = "person_id"
   labels: np.ndarray | None = None     # identity of every record (computed when None)
+  shard: tuple[int, int] | None = None  # (index, count) of this host's records (None: by process)
 
 
 class _ReadTransform:
@@ -253,19 +254,24 @@ def make_train_iterator(datasets: Sequence[DatasetInput], *, seed: int,
     raise ValueError(f"dataset names must be unique, got {names}.")
   its = {}
   for d in datasets:
-    its[d.name] = iter(train_dataset(d, seed=seed, shard_index=shard_index,
-                                     shard_count=shard_count, num_workers=num_workers,
+    index, count = d.shard if d.shard is not None else (shard_index, shard_count)
+    its[d.name] = iter(train_dataset(d, seed=seed, shard_index=index,
+                                     shard_count=count, num_workers=num_workers,
                                      read_threads=read_threads, prefetch=prefetch))
   return MixtureIterator(its)
 
 
 def inputs_from_config(datasets_cfg: Mapping[str, Mapping[str, Any]], *,
-                       shard_count: int | None = None) -> list[DatasetInput]:
+                       shard_count: int | None = None,
+                       streams: Mapping[str, tuple[int, int, int]] | None = None
+                       ) -> list[DatasetInput]:
   """Opens every dataset of a config's ``datasets`` subtree (name -> dataset config).
 
   Fields read per dataset: ``task``, ``tfds_name``, ``data_dir``, ``split`` (default 'train'),
-  ``batch_size`` (global sub-batch; divided by the number of hosts), ``sampler`` (default: the
-  task's ``TRAIN_SAMPLER`` field -> 'identity', else 'shuffle'), plus the task's transform fields.
+  ``batch_size`` (global sub-batch; divided by the number of hosts, or as ``streams`` says),
+  ``sampler`` (default: the task's ``TRAIN_SAMPLER`` field -> 'identity', else 'shuffle'), plus
+  the task's transform fields. ``streams`` (placement 'slices', path_jax.train.host_streams):
+  only the datasets it names are opened, each with its (shard index, shard count, host batch).
   """
   from path_jax.input.sources import open_source, read_column
   if shard_count is None:
@@ -273,13 +279,21 @@ def inputs_from_config(datasets_cfg: Mapping[str, Mapping[str, Any]], *,
     shard_count = jax.process_count()
   out = []
   for name, cfg in datasets_cfg.items():
+    if streams is not None and name not in streams:
+      continue   # placement 'slices': another host's stream
     for key in ("task", "tfds_name", "data_dir", "batch_size"):
       if cfg.get(key, None) is None:
         raise KeyError(f"dataset {name!r} config has no {key!r}.")
     batch = int(cfg["batch_size"])
-    if batch % shard_count:
+    shard = None
+    if streams is not None:
+      index, count, host_batch = streams[name]
+      shard = (int(index), int(count))
+    elif batch % shard_count:
       raise ValueError(f"dataset {name!r}: batch_size {batch} is not divisible by the "
                        f"{shard_count} hosts.")
+    else:
+      host_batch = batch // shard_count
     split = cfg.get("split", None) or "train"
     module = transforms_module(cfg["task"])
     identity_key = getattr(module, "TRAIN_SAMPLER", None)
@@ -290,6 +304,7 @@ def inputs_from_config(datasets_cfg: Mapping[str, Mapping[str, Any]], *,
       raw = open_source(cfg["tfds_name"], split, cfg["data_dir"], decode_images=False)
       labels = read_column(raw, identity_key or "person_id")
     out.append(DatasetInput(name=name, task=cfg["task"], source=source, cfg=cfg,
-                            batch_size=batch // shard_count, sampler=sampler,
-                            identity_key=identity_key or "person_id", labels=labels))
+                            batch_size=host_batch, sampler=sampler,
+                            identity_key=identity_key or "person_id", labels=labels,
+                            shard=shard))
   return out

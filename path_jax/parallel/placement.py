@@ -64,9 +64,20 @@ class Placement:
     """How many ways the group's sub-batches are split (its rows x the fsdp axis)."""
     return group.rows * int(self.mesh.shape.get("fsdp", 1))
 
+  def host_share(self, group: Group, process: int) -> tuple[int, int]:
+    """``(k, n)``: ``process`` feeds k of the group's n batch shards (k/n of each sub-batch)."""
+    sub = self.submeshes[group.name].devices          # [rows, fsdp, model]
+    shards = {(i, j) for (i, j, _), d in _indexed(sub) if d.process_index == process}
+    return len(shards), sub.shape[0] * sub.shape[1]
+
   def processes(self, group: Group) -> list[int]:
     """The processes owning the group's devices, in order."""
     return sorted({d.process_index for d in self.submeshes[group.name].devices.flat})
+
+
+def _indexed(devices):
+  import numpy as np
+  return [(idx, d) for idx, d in np.ndenumerate(devices)]
 
 
 def _parse_pairs(text: str, key: str, kind=float) -> dict[str, Any]:
@@ -186,11 +197,12 @@ def round_to(batch: int, unit: int) -> int:
 
 
 def batch_problems(cfg, placement: Placement, *, apply_rounding: bool = False) -> list[str]:
-  """Sub-batches that do not divide over their group's batch shards and hosts; with
-  ``apply_rounding`` they are rounded instead (nearest multiple) and logged."""
+  """Sub-batches that do not divide over their group's batch shards; with ``apply_rounding``
+  they are rounded instead (nearest multiple) and logged. (Each host then feeds its devices'
+  shards: hosts may feed different numbers of rows of one group.)"""
   problems = []
   for g in placement.groups:
-    unit = math.lcm(placement.batch_shards(g), len(placement.processes(g)))
+    unit = placement.batch_shards(g)
     for n in g.datasets:
       d = cfg.datasets[n]
       b = int(d.batch_size)
@@ -204,7 +216,7 @@ def batch_problems(cfg, placement: Placement, *, apply_rounding: bool = False) -
           d.batch_size = new
         continue
       problems.append(f"config.datasets.{n}.batch_size={b} is not a multiple of {unit}, the "
-                      f"batch shards (x hosts) of its task group {g.name!r} ({g.rows} rows); "
+                      f"batch shards of its task group {g.name!r} ({g.rows} rows); "
                       f"use {round_to(max(b, 1), unit)} or config.placement.round_batches=True")
   return problems
 
@@ -255,3 +267,84 @@ def check_params(param_shardings) -> None:
                          f"but {jax.tree_util.keystr(path)} is sharded over it "
                          f"({sh.spec}); remove 'data' from config.mesh.rules (fsdp shards "
                          f"within a slice)")
+
+
+# ----------------------------------------------------------------------------------------------
+# The placement table of a config at several mesh sizes (no devices needed).
+
+
+def plan(cfg, num_rows: int, model=None) -> dict[str, Any]:
+  """Rows and rounded sub-batches of every group of ``cfg`` on ``num_rows`` rows, next to what
+  'shared' placement needs (every sub-batch a multiple of all ``num_rows`` rows)."""
+  groups = task_groups(cfg.datasets)
+  weights, how = group_weights(cfg, model, groups)
+  rows = assign_rows(weights, num_rows, _parse_pairs(cfg.placement.get("rows", ""), "rows", int))
+  out = {"rows": num_rows, "proportions": how, "groups": {}}
+  for g, names in groups.items():
+    out["groups"][g] = {
+        "rows": rows[g], "weight": weights[g],
+        "batch": {n: {"config": int(cfg.datasets[n].batch_size),
+                      "slices": round_to(int(cfg.datasets[n].batch_size), rows[g]),
+                      "shared": round_to(int(cfg.datasets[n].batch_size), num_rows)}
+                  for n in names}}
+  return out
+
+
+def format_table(plans: Sequence[Mapping[str, Any]]) -> str:
+  """Markdown: one row per dataset, per mesh size the 'slices' group rows and sub-batch and the
+  'shared' sub-batch."""
+  head = "| group | dataset | config |" + "".join(
+      f" {p['rows']}: rows / slices / shared |" for p in plans)
+  lines = [head, "|" + "---|" * (3 + len(plans))]
+  for g, entry in plans[0]["groups"].items():
+    for n, b in entry["batch"].items():
+      cells = "".join(f" {p['groups'][g]['rows']} / {p['groups'][g]['batch'][n]['slices']} / "
+                      f"{p['groups'][g]['batch'][n]['shared']} |" for p in plans)
+      lines.append(f"| {g} | {n} | {b['config']} |{cells}")
+  totals = "".join(
+      f" {sum(v['slices'] for e in p['groups'].values() for v in e['batch'].values())} / "
+      f"{sum(v['shared'] for e in p['groups'].values() for v in e['batch'].values())} |"
+      for p in plans)
+  config_total = sum(b["config"] for e in plans[0]["groups"].values() for b in e["batch"].values())
+  lines.append(f"| all | images per step (slices / shared) | {config_total} |{totals}")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  """``python -m path_jax.parallel.placement --config=configs/vitb.py:placement=slices
+  --rows=64,128,256,512``: the placement table (markdown)."""
+  import sys
+  from absl import app, flags
+  from ml_collections import config_flags
+  config = config_flags.DEFINE_config_file("config", None, "config file", lock_config=False)
+  rows = flags.DEFINE_list("rows", ["64", "128", "256", "512"], "data-axis rows (chips when "
+                           "fsdp = model = 1)")
+  flags.mark_flags_as_required(["config"])
+
+  def _main(args):
+    del args
+    cfg = config.value
+    model = None
+    if str(cfg.placement.get("proportions", "auto")) != "gpus":
+      from path_jax.model import path as path_lib
+      model = path_lib.from_config(cfg, platform="cpu")
+    try:
+      plans = [plan(cfg, int(r), model) for r in rows.value]
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    print(f"proportions: {plans[0]['proportions']}; cells: group rows / sub-batch in 'slices' / "
+          f"sub-batch in 'shared' (a multiple of every row)")
+    print(format_table(plans))
+    return 0
+
+  try:
+    app.run(_main, argv=argv)
+  except SystemExit as e:
+    return int(e.code or 0)
+  return 0
+
+
+if __name__ == "__main__":
+  import sys as _sys
+  _sys.exit(main())
