@@ -513,6 +513,16 @@ def _sliced_report(out, res, chip, per_chip, min_headroom, num_slices) -> dict[s
                  "update_s": rows["update"]["estimate_s"], "collectives_hidden_s": hidden}
   out["estimated_mfu"] = t_ideal / step_s
   out["estimated_mfu_collectives_hidden"] = t_ideal / hidden
+  # Rebalance by the estimate: a group's work is its time x its rows; the same assignment rule
+  # as the start-up one (placement.assign_rows), on these weights, for config.placement.rows.
+  from path_jax.parallel import placement as placement_lib
+  work = {n: rows[n]["estimate_s"] * groups[n].rows for n in groups}
+  slices = placement_lib.data_slices(s.mesh)
+  unit = slices * (2 if slices > 1 else 1)   # the rows rule of placement.make
+  suggested = {n: r * unit for n, r in placement_lib.assign_rows(
+      work, int(s.mesh.shape["data"]) // unit).items()}
+  out["suggested_rows"] = ",".join(f"{n}={r}" for n, r in suggested.items())
+  out["suggested_slowest_group_s"] = max(work[n] / suggested[n] for n in groups)
   return out
 
 
@@ -560,6 +570,10 @@ def print_report(r: dict[str, Any], file=sys.stdout) -> None:
       f"{_ms(t['update_s'])}) -> MFU {100 * r['estimated_mfu']:.1f} % "
       f"({100 * r['estimated_mfu_collectives_hidden']:.1f} % if the collectives overlap "
       f"compute entirely)")
+    if r["suggested_slowest_group_s"] < 0.97 * t["slowest_group_s"]:
+      p(f"  rebalanced by this estimate, the slowest group would take about "
+        f"{_ms(r['suggested_slowest_group_s'])}: --config.placement.rows="
+        f"{r['suggested_rows']} (sub-batches re-round to the new rows)")
   else:
     _print_estimate(r, p)
   p(("FITS" if r["fits"] else "DOES NOT FIT") + f" (required headroom "

@@ -122,17 +122,36 @@ class SlicedTrainStep:
     return (params, stats, batch, mk(loss_weights, sub), mk(rng, sub), mk(state.step, sub))
 
   def _static(self, group):
-    sub = self.placement.submeshes[group.name]
     return dict(model=self.model, rules=self.rules, accum_steps=self.accum_steps,
                 batch_shards=self.placement.batch_shards(group), rows=group.rows)
 
+  def _example_batches(self, group):
+    """Abstract sub-batches of ``group`` (shapes from the tasks' example batches): every process
+    derives the same metric names, also for groups whose data it never sees."""
+    import numpy as np
+    from path_jax import tasks
+    from path_jax.parallel import rules as rules_lib
+    specs = {sp.name: sp for sp in self.model.datasets}
+    sharding = rules_lib.batch_sharding(self.placement.submeshes[group.name])
+    b = self.placement.batch_shards(group) * self.accum_steps
+    out = {}
+    for n in group.datasets:
+      one = tasks.get(specs[n].task).example_batch(specs[n].cfg, 1, np.random.default_rng(0))
+      out[n] = {k: jax.ShapeDtypeStruct((b,) + v.shape[1:], v.dtype, sharding=sharding)
+                for k, v in one.items()}
+    return out
+
   def _build(self, state, batches, loss_weights, rng):
+    del batches   # the metric names come from every group, local or not
+    abstract = lambda x: jax.ShapeDtypeStruct(   # noqa: E731
+        x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+    state, loss_weights, rng = jax.tree.map(abstract, (state, loss_weights, rng))
     full_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.params)
     full_stats = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                               state.batch_stats)
     keys: dict[str, None] = {}
     for g in self.placement.groups:
-      args = self._group_inputs(g, state, batches, loss_weights, rng)
+      args = self._group_inputs(g, state, self._example_batches(g), loss_weights, rng)
       sub = self.placement.submeshes[g.name]
       with jax.set_mesh(sub):
         m = jax.eval_shape(lambda *a, g=g: step_lib.compute_grads(
@@ -177,7 +196,10 @@ class SlicedTrainStep:
     if self._update is None:
       self._build(state, batches, loss_weights, rng)
     outs = []
+    me = jax.process_index()
     for g in self.placement.groups:
+      if not any(d.process_index == me for d in self.placement.submeshes[g.name].devices.flat):
+        continue   # another process's group: its processes run it
       args = self._group_inputs(g, state, batches, loss_weights, rng)
       with jax.set_mesh(self.placement.submeshes[g.name]):
         outs.append(self._group_fns[g.name](*args))

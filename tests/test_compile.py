@@ -232,3 +232,32 @@ def test_parts_compile_each_task_alone():
   rows = compile_lib.compile_parts(tiny_config(), "v5p-8")
   assert sorted((r["task"], r["datasets"]) for r in rows) == [("pose", 1), ("reid", 1)]
   assert all(r["compile_s"] > 0 and r["hlo_instructions"] > 100 for r in rows)
+
+
+@needs_libtpu
+def test_sliced_step_compiles_one_program_per_group_on_two_slices():
+  """Placement 'slices' on 2 x v5p:2x2x1: each task group gets the same block of rows in each
+  slice (a program spanning slices needs as many devices in each), one program per group plus
+  the update, each reported."""
+  from path_jax.parallel import placement as placement_lib
+  cfg = tiny_config()
+  cfg.placement.mode = "slices"
+  cfg.placement.round_batches = True
+  devices = compile_lib.topology_devices("v5p:2x2x1", num_slices=2)
+  s = train.setup(cfg.copy_and_resolve_references(), devices=devices, check_data=False)
+  assert placement_lib.data_slices(s.mesh) == 2
+  for g in s.placement.groups:
+    by_slice = [{d.slice_index for d in row.flat} for row in s.placement.submeshes[g.name].devices]
+    assert all(len(x) == 1 for x in by_slice)
+    assert [next(iter(x)) for x in by_slice].count(0) == g.rows // 2
+  report = compile_lib.run(cfg, "v5p:2x2x1", num_slices=2, min_headroom=0.2)
+  assert set(report["programs"]) == {"reid", "pose", "update"}
+  assert report["fits"] and 0 < report["estimated_mfu"] <= 1
+  groups = {n: r for n, r in report["programs"].items() if n != "update"}
+  assert sum(r["rows"] for r in groups.values()) == 8
+  t = report["time"]
+  assert t["estimate_s"] == pytest.approx(max(r["estimate_s"] for r in groups.values())
+                                          + report["programs"]["update"]["estimate_s"])
+  rows = dict(kv.split("=") for kv in report["suggested_rows"].split(","))
+  assert sum(int(v) for v in rows.values()) == 8 and all(int(v) % 4 == 0 for v in rows.values())
+  assert all(r["rows"] % 4 == 0 for r in groups.values())   # even rows in each slice

@@ -183,10 +183,10 @@ def test_compare_reports_differences():
   assert len(multihost_check.compare(a, b, atol=0.0)) == 1
 
 
-def _train_check(tmp_path, name, mesh, optimizer, processes=None):
+def _train_check(tmp_path, name, mesh, optimizer, processes=None, extra=()):
   out = tmp_path / f"{name}.json"
   cmd = [sys.executable, "-m", "path_jax.parallel.multihost_check", "--steps=3",
-         f"--mesh={mesh}", f"--optimizer={optimizer}", f"--out={out}"]
+         f"--mesh={mesh}", f"--optimizer={optimizer}", f"--out={out}", *extra]
   if processes:
     r = _run(["bash", LAUNCH / "local_multiprocess.sh", "--timeout=1200", str(processes),
               str(8 // processes), "--", *cmd], timeout=1300)
@@ -212,6 +212,22 @@ def test_two_processes_train_like_one(tmp_path, mesh, optimizer):
   # Training moved the model: the step-3 loss differs from the step-1 loss.
   assert multi["losses"][2]["loss"] != multi["losses"][0]["loss"]
   errors = multihost_check.compare(multi, single, rtol=1e-5, params=optimizer == "sgd")
+  assert not errors, "\n".join(errors[:30])
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_in_slices(tmp_path):
+  """Placement 'slices' on 2 processes x 4 devices equals 1 process x 8: attributes on rows 0-1
+  (process 0 only), pose on rows 2-6 (both processes), ReID on row 7 (process 1 only); each
+  process runs only the programs of groups with devices on it."""
+  extra = ["--rows=attributes=2,pose=5,reid=1", "--batch=20"]
+  multi = _train_check(tmp_path, "multi", "-1,1,1", "sgd", processes=2, extra=extra)
+  single = _train_check(tmp_path, "single", "-1,1,1", "sgd", extra=extra)
+  assert (multi["process_count"], single["process_count"]) == (2, 1)
+  assert multi["placement"] == "slices"
+  assert multi["groups"] == {"attributes": [0, 1], "pose": [2, 3, 4, 5, 6], "reid": [7]}
+  assert multi["losses"][2]["loss"] != multi["losses"][0]["loss"]
+  errors = multihost_check.compare(multi, single, rtol=1e-5)
   assert not errors, "\n".join(errors[:30])
 
 

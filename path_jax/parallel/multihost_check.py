@@ -188,7 +188,7 @@ def make_tx_factory(cfg, optimizer: str):
 
 
 def run(steps: int, mesh_shape: Sequence[int] = (-1, 1, 1), batch_size: int = 16, seed: int = 0,
-        interleave: bool = False, optimizer: str = "sgd") -> dict[str, Any]:
+        interleave: bool = False, optimizer: str = "sgd", rows: str = "") -> dict[str, Any]:
   """Trains ``steps`` steps on the global mesh; returns the result every process agrees on."""
   import jax.numpy as jnp
   from jax.experimental import multihost_utils
@@ -201,25 +201,50 @@ def run(steps: int, mesh_shape: Sequence[int] = (-1, 1, 1), batch_size: int = 16
   cfg = model_config(seed)
   mesh = make_check_mesh(mesh_shape, interleave)
   shards = mesh_lib.batch_shards(mesh)
-  if batch_size % shards:
+  if rows:   # placement 'slices' with these rows per task group
+    cfg.placement = mlc.ConfigDict(dict(mode="slices", proportions="flops", weights="",
+                                        rows=rows, round_batches=False))
+    for name in cfg.datasets:
+      cfg.datasets[name].batch_size = batch_size
+  elif batch_size % shards:
     raise ValueError(f"--batch={batch_size} must be a multiple of the {shards} batch shards of "
                      f"mesh {dict(mesh.shape)}")
   model = path_lib.from_config(cfg)
   make_tx = make_tx_factory(cfg, optimizer)
   shapes = {n: tuple(cfg.datasets[n].image_size) for n in cfg.datasets}
   state, info = create_train_state(model, make_tx, shapes, mesh, seed=seed)
-  train_step = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
-                                        schedule=optim.make_schedule(cfg.optimizer),
-                                        rules=info.rules)
+  placement = None
+  if rows:
+    from path_jax import step_slices
+    from path_jax.parallel import placement as placement_lib
+    placement = placement_lib.make(cfg, mesh, model)
+    problems = placement_lib.batch_problems(cfg, placement)
+    if problems:
+      raise ValueError("--batch does not fit --rows: " + "; ".join(problems))
+    train_step = step_slices.SlicedTrainStep(
+        model, info.tx, placement=placement, state_shardings=info.shardings,
+        schedule=optim.make_schedule(cfg.optimizer), rules=info.rules)
+  else:
+    train_step = step_lib.make_train_step(
+        model, info.tx, mesh=mesh, state_shardings=info.shardings,
+        schedule=optim.make_schedule(cfg.optimizer), rules=info.rules)
   weights = jnp.asarray(np.linspace(0.5, 1.5, len(model.datasets)), jnp.float32)
   rng = jax.random.key(seed + 1)
   losses = []
   data_errors = []
   for i in range(steps):
     full = global_batch(cfg, i, batch_size, seed)
-    batch = to_global(local_batch(full, mesh), mesh)
-    if i == 0:
-      data_errors = check_global_batch(full, batch)
+    if placement is None:
+      batch = to_global(local_batch(full, mesh), mesh)
+      if i == 0:
+        data_errors = check_global_batch(full, batch)
+    else:   # each dataset over its group's rows, fed by the processes that own them
+      batch = {}
+      for g in placement.groups:
+        sub = placement.submeshes[g.name]
+        if any(d.process_index == jax.process_index() for d in sub.devices.flat):
+          for n in g.datasets:
+            batch[n] = to_global(local_batch({n: full[n]}, sub)[n], sub)
     state, metrics = train_step(state, batch, weights, rng)
     # Metrics are replicated scalars: every process can read them.
     metrics = jax.device_get(metrics)
@@ -229,6 +254,8 @@ def run(steps: int, mesh_shape: Sequence[int] = (-1, 1, 1), batch_size: int = 16
   return {"process_count": jax.process_count(), "device_count": jax.device_count(),
           "local_device_count": jax.local_device_count(), "mesh": dict(mesh.shape),
           "steps": steps, "batch_size": batch_size, "seed": seed, "optimizer": optimizer,
+          "placement": "slices" if placement else "shared",
+          "groups": {g.name: list(g.row_ids) for g in placement.groups} if placement else None,
           "datasets": list(cfg.datasets.keys()), "data_errors": data_errors, "losses": losses,
           "digest": digest(params)}
 
@@ -331,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--data-only", action="store_true",
                       help="check only that every process's rows assemble the global batches "
                       "(no model; seconds); exit 1 when they do not")
+  parser.add_argument("--rows", default="",
+                      help="placement 'slices' with these data rows per task group, e.g. "
+                      "'reid=1,attributes=2,pose=5' (default: placement 'shared')")
   parser.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
                       help="jax.distributed.initialize mode (mesh.initialize_distributed)")
   args = parser.parse_args(argv)
@@ -339,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.data_only:
     result = run_data_only(args.steps, args.mesh, args.batch, args.seed, args.interleave)
   else:
-    result = run(args.steps, args.mesh, args.batch, args.seed, args.interleave, args.optimizer)
+    result = run(args.steps, args.mesh, args.batch, args.seed, args.interleave, args.optimizer,
+                 args.rows)
   status = 1 if result["data_errors"] else 0
   if status:
     print("multihost_check: global batches differ from the NumPy batches:\n  "

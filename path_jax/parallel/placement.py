@@ -35,16 +35,16 @@ IMBALANCE_WARN = 0.15
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-  """One task group: its datasets, its block of data rows ``[start, stop)`` and its weight."""
+  """One task group: its datasets, its rows of the data axis (one contiguous block per TPU
+  slice) and its weight."""
   name: str
   datasets: tuple[str, ...]
-  start: int
-  stop: int
+  row_ids: tuple[int, ...]
   weight: float
 
   @property
   def rows(self) -> int:
-    return self.stop - self.start
+    return len(self.row_ids)
 
 
 @dataclasses.dataclass
@@ -180,15 +180,40 @@ def make(cfg, mesh: Mesh, model) -> Placement:
   groups = task_groups(cfg.datasets, names)
   weights, _ = group_weights(cfg, model, groups)
   num_rows = int(mesh.shape["data"])
-  rows = assign_rows(weights, num_rows, _parse_pairs(cfg.placement.get("rows", ""), "rows", int))
+  slices = data_slices(mesh)
+  if num_rows % slices:
+    raise ValueError(f"placement 'slices': the data axis ({num_rows} rows) does not split evenly "
+                     f"over the {slices} TPU slices; make config.mesh.shape's data axis a "
+                     f"multiple of {slices}")
+  per_slice = num_rows // slices
+  fixed = _parse_pairs(cfg.placement.get("rows", ""), "rows", int)
+  # On several slices every group gets the same block of rows in each slice (a program that
+  # spans slices must have as many devices in each: XLA's multi-slice partitioner), and an even
+  # number of them (libtpu's multi-slice all-reduce does not implement odd groups > 1).
+  unit = 2 if slices > 1 else 1
+  if slices > 1 and (per_slice % unit or any(v % (slices * unit) for v in fixed.values())):
+    raise ValueError(f"placement 'slices' on {slices} TPU slices gives every task group the same "
+                     f"even number of rows in each slice: the data axis per slice ({per_slice}) "
+                     f"and config.placement.rows {fixed} must be multiples of {unit} per slice "
+                     f"({slices * unit} in all)")
+  rows = {g: r * unit for g, r in assign_rows(
+      weights, per_slice // unit, {g: v // (slices * unit) for g, v in fixed.items()}).items()}
   out, submeshes, start = [], {}, 0
   for g, ds in groups.items():
-    group = Group(g, ds, start, start + rows[g], float(weights[g]))
-    out.append(group)
-    submeshes[g] = Mesh(mesh.devices[group.start:group.stop], mesh.axis_names,
-                        axis_types=mesh.axis_types)
-    start = group.stop
+    ids = tuple(s * per_slice + r for s in range(slices) for r in range(start, start + rows[g]))
+    out.append(Group(g, ds, ids, float(weights[g])))
+    submeshes[g] = Mesh(mesh.devices[list(ids)], mesh.axis_names, axis_types=mesh.axis_types)
+    start += rows[g]
   return Placement(mesh, tuple(out), submeshes)
+
+
+def data_slices(mesh: Mesh) -> int:
+  """How many TPU slices the data axis crosses (1 on one slice, GPUs and CPUs): the rows of each
+  slice are a contiguous block of the data axis (path_jax.parallel.mesh.device_grid)."""
+  ids = [getattr(d, "slice_index", None) for d in mesh.devices[:, 0, 0]]
+  if None in ids:
+    return 1
+  return len(set(ids))
 
 
 def round_to(batch: int, unit: int) -> int:
@@ -279,7 +304,7 @@ def plan(cfg, num_rows: int, model=None) -> dict[str, Any]:
   groups = task_groups(cfg.datasets)
   weights, how = group_weights(cfg, model, groups)
   rows = assign_rows(weights, num_rows, _parse_pairs(cfg.placement.get("rows", ""), "rows", int))
-  out = {"rows": num_rows, "proportions": how, "groups": {}}
+  out = {"rows": num_rows, "proportions": how, "groups": {}}   # (one slice)
   for g, names in groups.items():
     out["groups"][g] = {
         "rows": rows[g], "weight": weights[g],
