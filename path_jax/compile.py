@@ -25,6 +25,13 @@ Printed (and written with ``--json``):
   trip count (XLA's own ``cost_analysis`` counts a scanned body once); the estimate per part of
   the step (backbone, projectors, heads, detection matcher, optimiser).
 
+Placement 'slices' (``config.placement.mode``; ``configs/vitb.py:placement=slices``): every
+task group's gradient program on its own rows and the update program, compiled one after the
+other and reported one per row (compile time, host memory, per-chip memory, estimated time); the
+step's estimate is the slowest group's program plus the update, with a suggested
+``config.placement.rows`` when rebalancing by the estimate would help. ``--groups=a,b`` compiles
+only those groups' programs and the update: what one pod host compiles.
+
 ``--parts`` compiles the step once per task, with only that task's datasets, and prints each
 part's compile time, host memory and program size: where the whole step's cost goes.
 
@@ -172,7 +179,7 @@ def abstract_batch(cfg, mesh, placement=None) -> dict[str, dict[str, Any]]:
   return out
 
 
-def compile_train_step(cfg, devices) -> dict[str, Any]:
+def compile_train_step(cfg, devices, groups: tuple[str, ...] = ()) -> dict[str, Any]:
   """Lowers and compiles the training step of ``cfg`` for ``devices``; returns the compiled
   executable, timings and what the report needs."""
   import jax
@@ -186,7 +193,7 @@ def compile_train_step(cfg, devices) -> dict[str, Any]:
   abstract, info = abstract_train_state(s.model, s.make_tx, s.image_shapes, mesh, s.rules,
                                         fsdp_min_size=cfg.mesh.fsdp_min_size)
   if s.placement is not None:
-    return _compile_sliced(cfg, s, abstract, info)
+    return _compile_sliced(cfg, s, abstract, info, groups)
   step_fn = step_lib.make_train_step(s.model, info.tx, mesh=mesh, state_shardings=info.shardings,
                                      schedule=optim.make_schedule(cfg.optimizer), rules=s.rules,
                                      accum_steps=cfg.train.accum_steps)
@@ -210,7 +217,7 @@ def compile_train_step(cfg, devices) -> dict[str, Any]:
               model_flops=model_flops, trunk_flops=trunk_flops, report=info.report)
 
 
-def _compile_sliced(cfg, s, abstract, info) -> dict[str, Any]:
+def _compile_sliced(cfg, s, abstract, info, groups: tuple[str, ...] = ()) -> dict[str, Any]:
   """Placement 'slices': every task group's gradient program on its sub-mesh and the update
   program on the whole mesh, compiled one after the other (a pod host compiles only its own
   group's and the update). Per program: lower/compile seconds and the host's peak memory."""
@@ -228,7 +235,11 @@ def _compile_sliced(cfg, s, abstract, info) -> dict[str, Any]:
   weights = jax.ShapeDtypeStruct((len(s.model.datasets),), jnp.float32, sharding=replicated)
   key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
   t0 = time.perf_counter()
-  lowered = step_fn.lower(abstract, batch, weights, key)
+  known = [g.name for g in s.placement.groups]
+  unknown = sorted(set(groups) - set(known))
+  if unknown:
+    raise ValueError(f"--groups names unknown task groups {unknown}; the groups are {known}")
+  lowered = step_fn.lower(abstract, batch, weights, key, groups=list(groups) or None)
   lower_s = time.perf_counter() - t0
   programs = {}
   for name, low in lowered.items():
@@ -362,7 +373,7 @@ def compile_parts(cfg, topology: str, num_slices: int = 1) -> list[dict[str, Any
 
 
 def run(cfg, topology: str, num_slices: int = 1, *, min_headroom: float = 0.0,
-        hlo_out: str = "") -> dict[str, Any]:
+        hlo_out: str = "", groups: tuple[str, ...] = ()) -> dict[str, Any]:
   """Compiles ``cfg``'s step for ``num_slices`` x ``topology``; the report as a dict."""
   import jax
   from path_jax import cost_model
@@ -380,7 +391,10 @@ def run(cfg, topology: str, num_slices: int = 1, *, min_headroom: float = 0.0,
       "remat": bool(cfg.model.backbone.remat), "remat_policy": cfg.model.backbone.remat_policy,
       "scan": bool(cfg.model.backbone.scan), "topology_s": time.perf_counter() - t0}
   if cfg.mode in ("pretrain", "finetune"):
-    res = compile_train_step(cfg, devices)
+    if groups and cfg.get("placement", {}).get("mode", "shared") != "slices":
+      raise ValueError("--groups selects task groups of placement 'slices'; set "
+                       "config.placement.mode=slices (e.g. configs/vitb.py:placement=slices)")
+    res = compile_train_step(cfg, devices, tuple(groups))
   elif cfg.mode == "evaluate":
     res = compile_eval_steps(cfg, devices)
     out["evaluated_datasets"] = {n: {"batch": e["batch"], "compile_s": e["compile_s"],
@@ -500,6 +514,9 @@ def _sliced_report(out, res, chip, per_chip, min_headroom, num_slices) -> dict[s
     out["cost_model_error"] = "; ".join(f"{n}: {r['cost_model_error']}" for n, r in rows.items()
                                         if "cost_model_error" in r)
     return out
+  if set(groups) - set(rows):   # --groups: one host's programs; no whole-step estimate
+    out["partial"] = sorted(set(rows) - {"update"})
+    return out
   t_ideal = res["model_flops"] / len(s.mesh.devices.flat) / spec.peak_flops
   slowest = max(groups, key=lambda n: rows[n]["estimate_s"])
   step_s = rows[slowest]["estimate_s"] + rows["update"]["estimate_s"]
@@ -517,10 +534,8 @@ def _sliced_report(out, res, chip, per_chip, min_headroom, num_slices) -> dict[s
   # as the start-up one (placement.assign_rows), on these weights, for config.placement.rows.
   from path_jax.parallel import placement as placement_lib
   work = {n: rows[n]["estimate_s"] * groups[n].rows for n in groups}
-  slices = placement_lib.data_slices(s.mesh)
-  unit = slices * (2 if slices > 1 else 1)   # the rows rule of placement.make
-  suggested = {n: r * unit for n, r in placement_lib.assign_rows(
-      work, int(s.mesh.shape["data"]) // unit).items()}
+  suggested = placement_lib.suggest_rows(work, int(s.mesh.shape["data"]),
+                                         placement_lib.data_slices(s.mesh))
   out["suggested_rows"] = ",".join(f"{n}={r}" for n, r in suggested.items())
   out["suggested_slowest_group_s"] = max(work[n] / suggested[n] for n in groups)
   return out
@@ -563,6 +578,9 @@ def print_report(r: dict[str, Any], file=sys.stdout) -> None:
     _print_programs(r, p)
   if "cost_model_error" in r:
     p(f"no time estimate: the cost model failed ({r['cost_model_error']})")
+  elif r.get("partial"):
+    p(f"only the programs of {r['partial']} and the update were compiled (--groups): no "
+      f"whole-step estimate")
   elif r.get("programs"):
     t = r["time"]
     p(f"step time: {_ms(t['at_peak_s'])} at peak FLOP/s; estimated {_ms(t['estimate_s'])} "
@@ -626,6 +644,8 @@ def main(argv=None) -> int:
   json_out = flags.DEFINE_string("json", "", "also write the report to this JSON file")
   hlo_out = flags.DEFINE_string("hlo", "", "write the compiled per-chip HLO text here")
   cache_dir = flags.DEFINE_string("cache_dir", "", "JAX persistent compilation cache folder")
+  groups = flags.DEFINE_list("groups", [], "placement 'slices': compile only these task groups' "
+                             "programs and the update (what one pod host compiles)")
   parts = flags.DEFINE_bool("parts", False, "compile each task's datasets alone and print where "
                             "compile time and host memory go (instead of the whole step)")
   flags.mark_flags_as_required(["config", "topology"])
@@ -650,7 +670,8 @@ def main(argv=None) -> int:
             json.dump(rows, f, indent=2)
         return 0
       report = run(config.value, topology.value, num_slices.value,
-                   min_headroom=min_headroom.value, hlo_out=hlo_out.value)
+                   min_headroom=min_headroom.value, hlo_out=hlo_out.value,
+                   groups=tuple(groups.value))
     except (ValueError, KeyError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2

@@ -215,12 +215,16 @@ class SlicedTrainStep:
 
   # ---- ahead of time (path_jax.compile).
 
-  def lower(self, state, batches, loss_weights, rng) -> dict[str, Any]:
+  def lower(self, state, batches, loss_weights, rng, groups: Sequence[str] | None = None
+            ) -> dict[str, Any]:
     """``{group: lowered, ..., 'update': lowered}`` from abstract inputs (``ShapeDtypeStruct``s
-    with shardings: ``batches`` on the groups' sub-meshes, the rest on the whole mesh)."""
+    with shardings: ``batches`` on the groups' sub-meshes, the rest on the whole mesh);
+    ``groups``: only these groups' programs (and the update), as one pod host compiles."""
     self._build(state, batches, loss_weights, rng)
     out = {}
     for g in self.placement.groups:
+      if groups is not None and g.name not in groups:
+        continue
       args = self._group_inputs(g, state, batches, loss_weights, rng)
       with jax.set_mesh(self.placement.submeshes[g.name]):
         out[g.name] = self._group_fns[g.name].trace(*args).lower()

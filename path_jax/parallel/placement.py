@@ -187,24 +187,85 @@ def make(cfg, mesh: Mesh, model) -> Placement:
                      f"multiple of {slices}")
   per_slice = num_rows // slices
   fixed = _parse_pairs(cfg.placement.get("rows", ""), "rows", int)
-  # On several slices every group gets the same block of rows in each slice (a program that
-  # spans slices must have as many devices in each: XLA's multi-slice partitioner), and an even
-  # number of them (libtpu's multi-slice all-reduce does not implement odd groups > 1).
-  unit = 2 if slices > 1 else 1
-  if slices > 1 and (per_slice % unit or any(v % (slices * unit) for v in fixed.values())):
-    raise ValueError(f"placement 'slices' on {slices} TPU slices gives every task group the same "
-                     f"even number of rows in each slice: the data axis per slice ({per_slice}) "
-                     f"and config.placement.rows {fixed} must be multiples of {unit} per slice "
-                     f"({slices * unit} in all)")
-  rows = {g: r * unit for g, r in assign_rows(
-      weights, per_slice // unit, {g: v // (slices * unit) for g, v in fixed.items()}).items()}
-  out, submeshes, start = [], {}, 0
+  ids = None
+  if slices > 1:
+    # First choice: the single-slice assignment over all rows, packed so that a group stays
+    # inside one slice, or spans k slices with the same even number of rows in each (a program
+    # that spans slices must have as many devices in each: XLA's multi-slice partitioner; and
+    # libtpu's multi-slice all-reduce does not implement odd groups > 1). A group inside one
+    # slice reduces its gradients over ICI only.
+    try:
+      ids = pack_slices(assign_rows(weights, num_rows, fixed), slices, per_slice)
+    except ValueError:
+      ids = None
+    if ids is None:
+      # Fallback: every group the same even block of rows in each slice.
+      if per_slice % 2 or any(v % (slices * 2) for v in fixed.values()):
+        raise ValueError(
+            f"placement 'slices' on {slices} TPU slices: the groups' rows {fixed or ''} do not "
+            f"pack into slices of {per_slice} rows, and the fallback (the same even number of "
+            f"rows in each slice) needs the rows per slice ({per_slice}) and every "
+            f"config.placement.rows entry to be multiples of 2 per slice ({2 * slices} in all)")
+      rows = {g: 2 * r for g, r in assign_rows(
+          weights, per_slice // 2, {g: v // (slices * 2) for g, v in fixed.items()}).items()}
+      ids, start = {}, 0
+      for g in groups:
+        ids[g] = tuple(s * per_slice + r for s in range(slices)
+                       for r in range(start, start + rows[g]))
+        start += rows[g]
+  if ids is None:
+    rows = assign_rows(weights, num_rows, fixed)
+    ids, start = {}, 0
+    for g in groups:
+      ids[g] = tuple(range(start, start + rows[g]))
+      start += rows[g]
+  out, submeshes = [], {}
   for g, ds in groups.items():
-    ids = tuple(s * per_slice + r for s in range(slices) for r in range(start, start + rows[g]))
-    out.append(Group(g, ds, ids, float(weights[g])))
-    submeshes[g] = Mesh(mesh.devices[list(ids)], mesh.axis_names, axis_types=mesh.axis_types)
-    start += rows[g]
+    out.append(Group(g, ds, tuple(sorted(ids[g])), float(weights[g])))
+    submeshes[g] = Mesh(mesh.devices[list(out[-1].row_ids)], mesh.axis_names,
+                        axis_types=mesh.axis_types)
   return Placement(mesh, tuple(out), submeshes)
+
+
+def suggest_rows(weights: Mapping[str, float], num_rows: int, slices: int = 1) -> dict[str, int]:
+  """Rows per group that :func:`make` accepts as ``config.placement.rows`` on ``slices`` TPU
+  slices (packed when they pack, else the same even block in every slice)."""
+  rows = assign_rows(weights, num_rows)
+  if slices == 1 or pack_slices(rows, slices, num_rows // slices) is not None:
+    return rows
+  unit = 2 * slices
+  return {g: unit * r for g, r in assign_rows(weights, num_rows // unit).items()}
+
+
+def pack_slices(rows: Mapping[str, int], slices: int, per_slice: int
+                ) -> dict[str, tuple[int, ...]] | None:
+  """Row ids per group such that each group lies in one slice or spans k slices with the same
+  even number of rows in each; largest groups first, each into the slices with the most room.
+  None when the rows do not pack that way."""
+  free = [per_slice] * slices        # rows left in each slice
+  out: dict[str, list[int]] = {}
+  for g in sorted(rows, key=lambda k: -rows[k]):
+    n = rows[g]
+    placed = False
+    for k in range(1, slices + 1):
+      if n % k or (k > 1 and (n // k) % 2):
+        continue
+      part = n // k
+      best = sorted(range(slices), key=lambda i: (-free[i], i))[:k]
+      if k == 1:   # the tightest slice that fits (best fit), keeping room for large groups
+        fits = [i for i in range(slices) if free[i] >= part]
+        best = [min(fits, key=lambda i: (free[i], i))] if fits else []
+      if len(best) == k and all(free[i] >= part for i in best):
+        out[g] = []
+        for i in sorted(best):
+          first = i * per_slice + (per_slice - free[i])
+          out[g] += list(range(first, first + part))
+          free[i] -= part
+        placed = True
+        break
+    if not placed:
+      return None
+  return {g: tuple(v) for g, v in out.items()}
 
 
 def data_slices(mesh: Mesh) -> int:
