@@ -47,23 +47,10 @@ def test_assign_rows_errors_name_the_fix():
     pl.assign_rows(w, 4, {"pose": 2, "reid": 2})   # nothing left for detection
 
 
-def test_pack_slices_keeps_groups_inside_slices_or_spans_them_evenly():
-  w = {"pose": 13, "parsing": 13, "attributes": 2, "reid": 4, "detection": 32}
-  for slices in (2, 4, 8):
-    rows = pl.assign_rows(w, 64 * slices)
-    ids = pl.pack_slices(rows, slices, 64)
-    assert ids is not None
-    assert sorted(i for v in ids.values() for i in v) == list(range(64 * slices))
-    for g, v in ids.items():
-      assert len(v) == rows[g]
-      per = {}
-      for i in v:
-        per[i // 64] = per.get(i // 64, 0) + 1
-      assert len(set(per.values())) == 1 and (len(per) == 1 or rows[g] // len(per) % 2 == 0)
-  assert set(pl.pack_slices(pl.assign_rows(w, 128), 2, 64)["detection"]) == set(range(64))
-  assert pl.pack_slices({"a": 3, "b": 5}, 2, 4) is None      # 5 > 4 and odd halves
-  rows = pl.suggest_rows({"a": 3.0, "b": 5.0}, 8, slices=2)   # falls back to even blocks
+def test_suggested_rows_on_several_slices_are_even_blocks():
+  rows = pl.suggest_rows({"a": 3.0, "b": 5.0}, 8, slices=2)
   assert sum(rows.values()) == 8 and all(v % 4 == 0 for v in rows.values())
+  assert pl.suggest_rows({"a": 3.0, "b": 5.0}, 8) == pl.assign_rows({"a": 3.0, "b": 5.0}, 8)
 
 
 def _vitb(arg=""):

@@ -189,30 +189,23 @@ def make(cfg, mesh: Mesh, model) -> Placement:
   fixed = _parse_pairs(cfg.placement.get("rows", ""), "rows", int)
   ids = None
   if slices > 1:
-    # First choice: the single-slice assignment over all rows, packed so that a group stays
-    # inside one slice, or spans k slices with the same even number of rows in each (a program
-    # that spans slices must have as many devices in each: XLA's multi-slice partitioner; and
-    # libtpu's multi-slice all-reduce does not implement odd groups > 1). A group inside one
-    # slice reduces its gradients over ICI only.
-    try:
-      ids = pack_slices(assign_rows(weights, num_rows, fixed), slices, per_slice)
-    except ValueError:
-      ids = None
-    if ids is None:
-      # Fallback: every group the same even block of rows in each slice.
-      if per_slice % 2 or any(v % (slices * 2) for v in fixed.values()):
-        raise ValueError(
-            f"placement 'slices' on {slices} TPU slices: the groups' rows {fixed or ''} do not "
-            f"pack into slices of {per_slice} rows, and the fallback (the same even number of "
-            f"rows in each slice) needs the rows per slice ({per_slice}) and every "
-            f"config.placement.rows entry to be multiples of 2 per slice ({2 * slices} in all)")
-      rows = {g: 2 * r for g, r in assign_rows(
-          weights, per_slice // 2, {g: v // (slices * 2) for g, v in fixed.items()}).items()}
-      ids, start = {}, 0
-      for g in groups:
-        ids[g] = tuple(s * per_slice + r for s in range(slices)
-                       for r in range(start, start + rows[g]))
-        start += rows[g]
+    # Every group gets the same even block of rows in every slice. libtpu compiles a program on
+    # a multi-slice topology only when it has devices in every slice ("Slice is empty"
+    # otherwise), the same number in each ("Slices have different partition counts"), and an
+    # even number per slice (its multi-slice all-reduce "does not implement" odd groups > 1).
+    if per_slice % 2 or any(v % (slices * 2) for v in fixed.values()):
+      raise ValueError(
+          f"placement 'slices' on {slices} TPU slices gives every task group the same even "
+          f"number of rows in each slice: the data axis per slice ({per_slice}) and every "
+          f"config.placement.rows entry {fixed or ''} must be multiples of 2 per slice "
+          f"({2 * slices} in all)")
+    rows = {g: 2 * r for g, r in assign_rows(
+        weights, per_slice // 2, {g: v // (slices * 2) for g, v in fixed.items()}).items()}
+    ids, start = {}, 0
+    for g in groups:
+      ids[g] = tuple(s * per_slice + r for s in range(slices)
+                     for r in range(start, start + rows[g]))
+      start += rows[g]
   if ids is None:
     rows = assign_rows(weights, num_rows, fixed)
     ids, start = {}, 0
@@ -229,43 +222,11 @@ def make(cfg, mesh: Mesh, model) -> Placement:
 
 def suggest_rows(weights: Mapping[str, float], num_rows: int, slices: int = 1) -> dict[str, int]:
   """Rows per group that :func:`make` accepts as ``config.placement.rows`` on ``slices`` TPU
-  slices (packed when they pack, else the same even block in every slice)."""
-  rows = assign_rows(weights, num_rows)
-  if slices == 1 or pack_slices(rows, slices, num_rows // slices) is not None:
-    return rows
+  slices (on several, multiples of 2 per slice: the same even block in every slice)."""
+  if slices == 1:
+    return assign_rows(weights, num_rows)
   unit = 2 * slices
   return {g: unit * r for g, r in assign_rows(weights, num_rows // unit).items()}
-
-
-def pack_slices(rows: Mapping[str, int], slices: int, per_slice: int
-                ) -> dict[str, tuple[int, ...]] | None:
-  """Row ids per group such that each group lies in one slice or spans k slices with the same
-  even number of rows in each; largest groups first, each into the slices with the most room.
-  None when the rows do not pack that way."""
-  free = [per_slice] * slices        # rows left in each slice
-  out: dict[str, list[int]] = {}
-  for g in sorted(rows, key=lambda k: -rows[k]):
-    n = rows[g]
-    placed = False
-    for k in range(1, slices + 1):
-      if n % k or (k > 1 and (n // k) % 2):
-        continue
-      part = n // k
-      best = sorted(range(slices), key=lambda i: (-free[i], i))[:k]
-      if k == 1:   # the tightest slice that fits (best fit), keeping room for large groups
-        fits = [i for i in range(slices) if free[i] >= part]
-        best = [min(fits, key=lambda i: (free[i], i))] if fits else []
-      if len(best) == k and all(free[i] >= part for i in best):
-        out[g] = []
-        for i in sorted(best):
-          first = i * per_slice + (per_slice - free[i])
-          out[g] += list(range(first, first + part))
-          free[i] -= part
-        placed = True
-        break
-    if not placed:
-      return None
-  return {g: tuple(v) for g, v in out.items()}
 
 
 def data_slices(mesh: Mesh) -> int:
