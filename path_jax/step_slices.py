@@ -97,7 +97,8 @@ class SlicedTrainStep:
   maps each dataset to its sub-batch sharded over its group's sub-mesh
   (:func:`path_jax.input.global_batch.to_global` with ``placement.submeshes[group]``).
 
-  The state is donated to the update program. ``programs()`` lists the compiled programs."""
+  The state is donated to the update program. A process runs only the programs of groups with
+  devices on it (multi-process: each host compiles its own groups' programs and the update)."""
 
   def __init__(self, model, tx, *, placement: placement_lib.Placement, state_shardings,
                schedule=None, rules: Sequence = (), accum_steps: int = 1):
@@ -106,8 +107,7 @@ class SlicedTrainStep:
     self.rules, self.accum_steps = tuple(rules), int(accum_steps)
     self._group_fns: dict[str, Any] = {}
     self._update = None
-    mesh = placement.mesh
-    self._replicated = NamedSharding(mesh, P())
+    self._replicated = NamedSharding(placement.mesh, P())
 
   # ---- building (once, from shapes).
 
