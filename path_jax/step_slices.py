@@ -107,19 +107,29 @@ class SlicedTrainStep:
     self.rules, self.accum_steps = tuple(rules), int(accum_steps)
     self._group_fns: dict[str, Any] = {}
     self._update = None
-    self._replicated = NamedSharding(placement.mesh, P())
 
   # ---- building (once, from shapes).
+
+  def _on(self, x, sub):
+    """``x`` for a program on the sub-mesh ``sub``: arrays (or abstract arrays) on the whole mesh
+    become views on ``sub``; uncommitted values (host arrays, a key made by ``jax.random.key``)
+    stay as they are, and each program places them itself, as 'shared' mode's step does (a
+    multi-process run cannot ``device_put`` onto devices of other processes)."""
+    sharding = getattr(x, "sharding", None)
+    if not isinstance(sharding, NamedSharding):
+      return x
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return _abstract_view(x, sub)
+    return view(x, sub)
 
   def _group_inputs(self, group, state, batches, loss_weights, rng):
     sub = self.placement.submeshes[group.name]
     keys = group_keys(self.model, group.datasets, state.params)
-    mk = view if isinstance(state.step, jax.Array) else _abstract_view
-    params = {k: jax.tree.map(lambda x: mk(x, sub), state.params[k]) for k in keys}
-    stats = {k: jax.tree.map(lambda x: mk(x, sub), state.batch_stats[k]) for k in keys
-             if k in state.batch_stats}
+    on = lambda x: self._on(x, sub)   # noqa: E731
+    params = {k: jax.tree.map(on, state.params[k]) for k in keys}
+    stats = {k: jax.tree.map(on, state.batch_stats[k]) for k in keys if k in state.batch_stats}
     batch = {n: batches[n] for n in group.datasets}
-    return (params, stats, batch, mk(loss_weights, sub), mk(rng, sub), mk(state.step, sub))
+    return (params, stats, batch, on(loss_weights), on(rng), on(state.step))
 
   def _static(self, group):
     return dict(model=self.model, rules=self.rules, accum_steps=self.accum_steps,
@@ -144,7 +154,8 @@ class SlicedTrainStep:
   def _build(self, state, batches, loss_weights, rng):
     del batches   # the metric names come from every group, local or not
     abstract = lambda x: jax.ShapeDtypeStruct(   # noqa: E731
-        x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+        jnp.shape(x), jnp.result_type(x), sharding=x.sharding if isinstance(
+            getattr(x, "sharding", None), NamedSharding) else None)
     state, loss_weights, rng = jax.tree.map(abstract, (state, loss_weights, rng))
     full_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.params)
     full_stats = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
@@ -186,13 +197,9 @@ class SlicedTrainStep:
 
   # ---- running.
 
-  def _place(self, x):
-    if isinstance(x, jax.Array) and getattr(x.sharding, "mesh", None) is self.placement.mesh:
-      return x
-    return jax.device_put(x, self._replicated)
-
   def __call__(self, state, batches, loss_weights, rng):
-    loss_weights, rng = self._place(jnp.asarray(loss_weights, jnp.float32)), self._place(rng)
+    if not isinstance(loss_weights, jax.Array):
+      loss_weights = jnp.asarray(loss_weights, jnp.float32)
     if self._update is None:
       self._build(state, batches, loss_weights, rng)
     outs = []

@@ -415,7 +415,8 @@ def to_global_batch(s: Setup, host_batch):
   from path_jax.input import global_batch
   if s.placement is None:
     return global_batch.to_global(host_batch, s.mesh)
-  return {n: global_batch.to_global(b, s.placement.submeshes[s.placement.group_of(n).name])
+  return {n: global_batch.to_global(b, s.placement.submeshes[s.placement.group_of(n).name],
+                                   global_rows=int(s.cfg.datasets[n].batch_size))
           for n, b in host_batch.items()}
 
 

@@ -28,15 +28,24 @@ def batch_shards(mesh: Mesh, batch_axes: Sequence[str] = BATCH_AXES) -> int:
   return int(np.prod([mesh.shape[a] for a in batch_axes if a in mesh.axis_names]))
 
 
-def to_global(batch: Any, mesh: Mesh, batch_axes: Sequence[str] = BATCH_AXES) -> Any:
+def to_global(batch: Any, mesh: Mesh, batch_axes: Sequence[str] = BATCH_AXES,
+              global_rows: int | None = None) -> Any:
   """Pytree of host-local ``[B_local, ...]`` arrays -> pytree of global ``jax.Array`` s.
+
+  ``global_rows``: the global batch size, needed when the hosts feed different numbers of rows
+  (a task group's sub-mesh in placement 'slices' may hold 2 devices of one host and 3 of
+  another); by default every host feeds the same share.
 
   Raises a ValueError naming the field whose local batch does not split evenly over this
   host's share of the batch shards.
   """
   shards = batch_shards(mesh, batch_axes)
-  processes = len({d.process_index for d in mesh.devices.flat})   # a sub-mesh may have fewer
-  local_shards = max(1, shards // processes)
+  # The batch shards this host's devices hold (hosts of a sub-mesh may hold different numbers).
+  axes = [i for i, a in enumerate(mesh.axis_names) if a in batch_axes]
+  me = jax.process_index()
+  local_shards = max(1, len({tuple(idx[i] for i in axes)
+                             for idx, d in np.ndenumerate(mesh.devices)
+                             if d.process_index == me}))
 
   def one(path, x):
     x = np.asarray(x)
@@ -50,6 +59,7 @@ def to_global(batch: Any, mesh: Mesh, batch_axes: Sequence[str] = BATCH_AXES) ->
           f"{[a for a in batch_axes if a in mesh.axis_names]}); make that dataset's batch_size a "
           f"multiple of {shards}.")
     sharding = NamedSharding(mesh, batch_spec(mesh, x.ndim, batch_axes))
-    return jax.make_array_from_process_local_data(sharding, x)
+    shape = None if global_rows is None else (int(global_rows),) + x.shape[1:]
+    return jax.make_array_from_process_local_data(sharding, x, shape)
 
   return jax.tree_util.tree_map_with_path(one, batch)

@@ -244,7 +244,8 @@ def run(steps: int, mesh_shape: Sequence[int] = (-1, 1, 1), batch_size: int = 16
         sub = placement.submeshes[g.name]
         if any(d.process_index == jax.process_index() for d in sub.devices.flat):
           for n in g.datasets:
-            batch[n] = to_global(local_batch({n: full[n]}, sub)[n], sub)
+            batch[n] = to_global(local_batch({n: full[n]}, sub)[n], sub,
+                                 global_rows=batch_size)
     state, metrics = train_step(state, batch, weights, rng)
     # Metrics are replicated scalars: every process can read them.
     metrics = jax.device_get(metrics)
