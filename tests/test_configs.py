@@ -28,7 +28,8 @@ FINETUNE_FILES = sorted(os.path.relpath(p, ROOT) for p in glob.glob(
     os.path.join(ROOT, "configs", "finetune", "*.py")) if not p.endswith("__init__.py"))
 PRETRAIN_FILES = ["configs/vitb.py", "configs/vitl.py"]
 COMMON_FIELDS = {"task", "tfds_name", "split", "eval_split", "data_dir", "batch_size", "weight",
-                 "sample_weight", "drop_path_rate", "projector_group"}
+                 "sample_weight", "drop_path_rate", "projector_group", "gpus",
+                 "placement_group"}
 DOWNSTREAM_FIELDS = {"eval_metric", "eval_tfds_name", "eval_protocol"}
 EVAL_METRICS = {"reid": {"map_cmc", "top1"}, "pose": {"coco_ap", "pckh", "epe"},
                 "parsing": {"miou", "pacc"}, "attributes": {"ma"},
