@@ -16,8 +16,9 @@ Config (``config.placement``)::
 In 'slices' mode a *task group* is, by default, the datasets of one task (a dataset may name
 another with ``config.datasets.<name>.placement_group``). The slices are the rows of the mesh's
 ``data`` axis (one row = ``fsdp x model`` devices): each group owns a contiguous block of rows
-and computes only its own datasets' backbone passes, projectors, heads and losses there
-(path_jax.step.SlicedTrainStep).
+(on several TPU slices, the same even block in every slice: :func:`make`) and computes only its
+own datasets' backbone passes, projectors, heads and losses there
+(path_jax.step_slices.SlicedTrainStep).
 """
 from __future__ import annotations
 
