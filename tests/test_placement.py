@@ -255,3 +255,24 @@ def test_each_group_program_holds_only_its_own_datasets():
               for g in placement.groups}
   order = sorted(flops, key=flops.get)
   assert order == sorted(analytic, key=analytic.get), (flops, analytic)
+
+
+def test_config_errors_name_the_key():
+  from path_jax import train
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  mesh = mesh_lib.make_mesh((8, 1, 1))
+  bad = {"backbone": {"w": NamedSharding(mesh, P("data", None))}}
+  with pytest.raises(ValueError, match=r"\['backbone'\]\['w'\].*remove 'data'"):
+    pl.check_params(bad)
+  from configs import demo
+  cfg = demo.get_config("pretrain")
+  cfg.placement.mode = "slice"
+  with pytest.raises(ValueError, match="config.placement.mode='slice'"):
+    train.check_config(cfg, mesh, check_data=False)
+  cfg.placement.mode = "slices"
+  cfg.datasets.mini_coco.batch_size = 0
+  with pytest.raises(ValueError, match="config.datasets.mini_coco.batch_size=0"):
+    train.check_config(cfg, mesh, check_data=False)
+  cfg.placement.proportions = "gpu"
+  with pytest.raises(ValueError, match="config.placement.proportions='gpu'"):
+    pl.group_weights(cfg, None, pl.task_groups(cfg.datasets))
