@@ -276,3 +276,38 @@ def test_config_errors_name_the_key():
   cfg.placement.proportions = "gpu"
   with pytest.raises(ValueError, match="config.placement.proportions='gpu'"):
     pl.group_weights(cfg, None, pl.task_groups(cfg.datasets))
+
+
+@pytest.mark.slow
+def test_spmd_alternative_matches_shared_on_mean_losses():
+  """Alternative (a) (path_jax.parallel.spmd_alternative, measured in PLACEMENT.md): one SPMD
+  program with a switch per row gives 'shared''s numbers where every loss is a plain mean over
+  the sub-batch (pose; parsing, whose images all have the same number of labelled pixels)."""
+  from path_jax.parallel import spmd_alternative
+  cfg, mesh, model, state, info = _setup((8, 1, 1), "parsing=2,pose=6")
+  for n in ("reid_a", "attr_a"):
+    del cfg.datasets[n]
+  cfg.datasets.pose_a.batch_size = cfg.datasets.pose_b.batch_size = 24
+  model = S.model(cfg)
+  state, info = create_train_state(model, S.make_tx(cfg), S.image_shapes(cfg), mesh)
+  placement = pl.make(cfg, mesh, model)
+  w = jnp.asarray(S.weights(cfg, model))
+  raw = S.batch(cfg)
+  raw.update({n: S.batch(cfg, batch=24)[n] for n in ("pose_a", "pose_b")})
+  shared = step_lib.make_train_step(model, info.tx, mesh=mesh, state_shardings=info.shardings,
+                                    rules=info.rules)
+  ref_state, ref_m = jax.device_get(shared(jax.tree.map(jnp.copy, state), jax.device_put(
+      raw, rules_lib.batch_sharding(mesh)), w, S.rng()))
+  sliced = step_slices.SlicedTrainStep(model, info.tx, placement=placement,
+                                       state_shardings=info.shardings, rules=info.rules)
+  sliced._build(state, None, w, S.rng())
+  step = jax.jit(spmd_alternative.make_step(model, info.tx, placement,
+                                            metric_keys=sliced.metric_keys))
+  with jax.set_mesh(mesh):
+    got_state, got_m = jax.device_get(step(state, jax.device_put(
+        spmd_alternative.row_batches(raw, placement), rules_lib.batch_sharding(mesh)), w,
+        S.rng()))
+  for k in ("loss", "loss/pose_a", "loss/pose_b", "loss/parse_a", "grad_norm"):
+    np.testing.assert_allclose(got_m[k], ref_m[k], rtol=1e-5, err_msg=k)
+  for a, c in zip(jax.tree.leaves(ref_state.params), jax.tree.leaves(got_state.params)):
+    np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-5)
