@@ -41,6 +41,14 @@ def group_keys(model, datasets: Sequence[str], params: Mapping[str, Any]) -> tup
   return tuple(k for k in params if k in keys)
 
 
+def group_state(model, datasets: Sequence[str], params, batch_stats, on):
+  """The parameters and BatchNorm statistics ``datasets`` use (:func:`group_keys`), each leaf
+  mapped by ``on`` (e.g. a :func:`view` on the group's sub-mesh)."""
+  keys = group_keys(model, datasets, params)
+  return ({k: jax.tree.map(on, params[k]) for k in keys},
+          {k: jax.tree.map(on, batch_stats[k]) for k in keys if k in batch_stats})
+
+
 def view(x: jax.Array, mesh) -> jax.Array:
   """``x`` (replicated over the data axis) as an array on the sub-mesh ``mesh``: the buffers of
   the sub-mesh's devices, no copy."""
@@ -124,10 +132,8 @@ class SlicedTrainStep:
 
   def _group_inputs(self, group, state, batches, loss_weights, rng):
     sub = self.placement.submeshes[group.name]
-    keys = group_keys(self.model, group.datasets, state.params)
     on = lambda x: self._on(x, sub)   # noqa: E731
-    params = {k: jax.tree.map(on, state.params[k]) for k in keys}
-    stats = {k: jax.tree.map(on, state.batch_stats[k]) for k in keys if k in state.batch_stats}
+    params, stats = group_state(self.model, group.datasets, state.params, state.batch_stats, on)
     batch = {n: batches[n] for n in group.datasets}
     return (params, stats, batch, on(loss_weights), on(rng), on(state.step))
 

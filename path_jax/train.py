@@ -385,7 +385,6 @@ def host_streams(s: Setup) -> dict[str, tuple[int, int, int]] | None:
   me = jax.process_index()
   out = {}
   for g in p.groups:
-    sub = p.submeshes[g.name]
     procs = p.processes(g)
     if me not in procs:
       continue
@@ -463,10 +462,8 @@ def validation_losses(cfg, s, state) -> dict[str, float]:
       mesh = s.placement.submeshes[s.placement.group_of(spec.name).name]
       if not any(dev.process_index == jax.process_index() for dev in mesh.devices.flat):
         continue   # another host's stream: its hosts report it
-      keys = step_slices.group_keys(s.model, (spec.name,), params)
-      params = {k: jax.tree.map(lambda x: step_slices.view(x, mesh), params[k]) for k in keys}
-      stats = {k: jax.tree.map(lambda x: step_slices.view(x, mesh), stats[k]) for k in keys
-               if k in stats}
+      params, stats = step_slices.group_state(s.model, (spec.name,), params, stats,
+                                              lambda x: step_slices.view(x, mesh))
     local = sum(dev.process_index == jax.process_index() for dev in mesh.devices.flat)
     it = eval_input.eval_iterator_for(d.task, d, source, d.batch_size * local // mesh.size)
     for i, batch in enumerate(it):
