@@ -12,6 +12,11 @@ Rows are ground truths (``N = G``, padded, with a validity mask) and columns are
 (``M = Q``), so there are ``G`` searches, not ``Q``. The cost is O(G^2 Q) in the worst case and
 much less on DETR costs, where most augmenting paths are short. Potentials are float32: integer
 costs give the exact optimum; float costs the optimum up to float32 rounding of the sums.
+
+Any input terminates (issue 15: a step from NaN weights hung here, the NaN costs sending the
+augmentation round a cycle of columns for ever): non-finite costs are replaced by finite ones
+(:func:`sanitize_costs`) and the loop has a static trip cap that finite input cannot reach (see
+:func:`max_trips`); were it reached anyway, a valid matching is returned.
 """
 from __future__ import annotations
 
@@ -38,15 +43,80 @@ class _State(NamedTuple):
   cur: jax.Array        # row being added (rows < cur are assigned)
   jj: jax.Array         # column the augmentation is at
   augmenting: jax.Array
+  trips: jax.Array      # loop trips so far
 
 
-def hungarian(cost: jax.Array, row_valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+def max_trips(n: int) -> int:
+  """Static bound on the loop trips of :func:`hungarian` with ``n`` rows and finite costs.
+
+  Adding row ``k`` (``k`` rows already assigned, so ``k`` assigned columns and, as ``n <= M``,
+  at least one free one) takes at most ``k + 1`` search trips: each search trip finalises one
+  column not finalised before (with finite costs every unfinalised column has a finite path
+  cost after the row's first trip, and finalised ones are masked to +inf, so the minimum is
+  taken over unfinalised columns only), and the search stops at the first free column it
+  finalises, which comes at the latest after all ``k`` assigned ones. Each search trip expands
+  one row (row ``k`` first, then the row of each assigned column finalised), and the flip trips
+  walk the augmenting path back through expanded rows, one trip per row, each row at most once:
+  at most ``k + 1`` flip trips. So row ``k`` costs at most ``2 (k + 1)`` trips and all valid
+  rows together at most ``sum_{k<n} 2 (k + 1) = n (n + 1)``. The argument uses neither the
+  values of the costs nor exact arithmetic, only that every path cost stays finite (no NaN, no
+  overflow), which :func:`sanitize_costs` guarantees: so on finite input the cap never binds
+  and the result is unchanged.
+  """
+  return n * (n + 1)
+
+
+_F32_MAX = float(jnp.finfo(jnp.float32).max)
+
+
+def sanitize_costs(cost: jax.Array, row_valid: jax.Array) -> jax.Array:
+  """``cost`` (float32) with its valid rows made finite and small enough never to overflow.
+
+  Finite costs are clipped to ``±L``, ``L = float32_max / (64 (n + 1)^2)`` (about ``5e32`` for
+  100 ground truths; finite costs within it are unchanged). With ``lo``/``hi``/``span`` the
+  minimum/maximum/range of the finite valid costs (0 when there are none), ``NaN`` and ``+inf``
+  become ``BIG = hi + n span + 1`` and ``-inf`` becomes ``NEG = lo - n (BIG - lo) - 1``. One
+  more ``BIG`` entry costs more than any rearrangement of the others can save, and one more
+  ``NEG`` entry saves more, so the optimum takes as many ``-inf`` entries and as few
+  ``NaN``/``+inf`` entries as possible and, among those matchings, is optimal on the finite
+  costs (as scipy with +inf for forbidden pairs, when a matching avoiding them exists).
+
+  Magnitudes: every sanitized cost is within ``K <= 3 (n + 1)^2 L``. Free columns keep
+  ``v = 0`` (the free column a search ends at moves by ``lowest - spc = 0``) and ``v`` only
+  decreases, so with ``u_i + v_j <= c_ij`` (equality on matched pairs): ``u_i <= c_if <= K`` for
+  a free column ``f``, ``u_i = c_ij - v_j >= -K`` and ``v_j = c_ij - u_i >= -2K``. A search
+  starts at the new row (``u = 0``), which reaches a free column at cost ``<= K``, so
+  ``0 <= min_val <= K`` and every path cost ``min_val + c - u - v`` is within ``±5K``, under a
+  quarter of float32's maximum: nothing overflows, nothing becomes NaN.
+  """
+  n = cost.shape[0]
+  c = cost.astype(jnp.float32)
+  lim = jnp.float32(_F32_MAX / (64.0 * (n + 1) ** 2))
+  valid = row_valid.astype(bool)[:, None]
+  finite = jnp.isfinite(c)
+  use = valid & finite
+  any_finite = jnp.any(use)
+  clipped = jnp.clip(c, -lim, lim)
+  lo = jnp.where(any_finite, jnp.min(jnp.where(use, clipped, lim)), 0.0)
+  hi = jnp.where(any_finite, jnp.max(jnp.where(use, clipped, -lim)), 0.0)
+  big = hi + n * (hi - lo) + 1.0
+  neg = lo - n * (big - lo) - 1.0
+  out = jnp.where(finite, clipped, jnp.where(c == -jnp.inf, neg, big))
+  return jnp.where(valid, out, 0.0)
+
+
+def hungarian(cost: jax.Array, row_valid: jax.Array,
+              trip_cap: int | None = None) -> tuple[jax.Array, jax.Array]:
   """Minimum-cost assignment of the valid rows of ``cost`` to distinct columns.
 
   Args:
-    cost: ``[N, M]`` finite costs, ``N <= M`` (rows: ground truths, columns: queries).
+    cost: ``[N, M]`` costs, ``N <= M`` (rows: ground truths, columns: queries). Non-finite
+      entries are allowed (see :func:`sanitize_costs`: NaN/+inf avoided, -inf preferred).
     row_valid: ``[N]`` bool; invalid rows (padding, ignore regions) take no column and their
       costs are never read.
+    trip_cap: loop trip limit; default :func:`max_trips` ``(N)``, which finite input never
+      reaches. A smaller value is for tests: a problem cut short gets a valid, not optimal,
+      matching (valid row ``k``, in order, takes column ``k``).
 
   Returns:
     ``row_to_col [N]`` int32 (the column of each valid row, -1 for invalid rows) and
@@ -58,17 +128,25 @@ def hungarian(cost: jax.Array, row_valid: jax.Array) -> tuple[jax.Array, jax.Arr
   either step, so that under ``vmap`` every problem advances on every trip: the trip count is
   the largest total over the batch, not a sum of per-row maxima.
   """
+  row_to_col, col_to_row, _ = _hungarian(cost, row_valid, trip_cap)
+  return row_to_col, col_to_row
+
+
+def _hungarian(cost: jax.Array, row_valid: jax.Array, trip_cap: int | None = None
+               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """:func:`hungarian`, plus the number of loop trips (for tests of :func:`max_trips`)."""
   n, m = cost.shape
   if n > m:
     raise ValueError(f"hungarian: cost has more rows ({n} ground truths) than columns ({m} "
                      "queries); configure max_boxes <= num_queries.")
   if n == 0:
-    return jnp.zeros((0,), jnp.int32), jnp.full((m,), -1, jnp.int32)
+    return jnp.zeros((0,), jnp.int32), jnp.full((m,), -1, jnp.int32), jnp.int32(0)
+  cap = max_trips(n) if trip_cap is None else int(trip_cap)
   row_valid = row_valid.astype(bool)
   # Valid rows first (stable), so rows 0..num_valid-1 are the ones to assign.
   order = jnp.argsort(~row_valid, stable=True).astype(jnp.int32)
   num_valid = jnp.sum(row_valid).astype(jnp.int32)
-  a = jnp.where(row_valid[:, None], cost.astype(jnp.float32), 0.0)[order]
+  a = sanitize_costs(cost, row_valid)[order]
   rows = jnp.arange(n, dtype=jnp.int32)
   inf = jnp.float32(jnp.inf)
 
@@ -110,14 +188,29 @@ def hungarian(cost: jax.Array, row_valid: jax.Array) -> tuple[jax.Array, jax.Arr
       col4row=jnp.full((n,), -1, jnp.int32), row4col=jnp.full((m,), -1, jnp.int32),
       path=jnp.full((m,), -1, jnp.int32), spc=jnp.full((m,), inf),
       sr=jnp.zeros((n,), bool), sc=jnp.zeros((m,), bool), min_val=jnp.float32(0.0),
-      i=jnp.int32(0), cur=jnp.int32(0), jj=jnp.int32(0), augmenting=jnp.bool_(False))
-  final = lax.while_loop(lambda s: s.cur < num_valid,
-                         lambda s: lax.cond(s.augmenting, flip, search, s), init)
-  col_to_row = jnp.where(final.row4col >= 0, order[jnp.maximum(final.row4col, 0)], -1)
+      i=jnp.int32(0), cur=jnp.int32(0), jj=jnp.int32(0), augmenting=jnp.bool_(False),
+      trips=jnp.int32(0))
+
+  def step(s: _State) -> _State:
+    s = lax.cond(s.augmenting, flip, search, s)
+    return s._replace(trips=s.trips + 1)
+
+  final = lax.while_loop(lambda s: (s.cur < num_valid) & (s.trips < cap), step, init)
+  col4row, row4col = final.col4row, final.row4col
+  # A finished, consistent matching of the valid rows (always so, unless the cap cut it short);
+  # otherwise the identity matching of the compacted rows, so callers always get a valid one.
+  assigned = rows < num_valid
+  c_ok = (col4row >= 0) & (col4row < m) & (row4col[jnp.clip(col4row, 0, m - 1)] == rows)
+  r_ok = (row4col < 0) | ((row4col < num_valid)
+                          & (col4row[jnp.clip(row4col, 0, n - 1)] == jnp.arange(m)))
+  ok = (final.cur >= num_valid) & jnp.all(c_ok | ~assigned) & jnp.all(r_ok)
+  col4row = jnp.where(ok, col4row, rows)
+  row4col = jnp.where(ok, row4col, jnp.where(jnp.arange(m) < num_valid, jnp.arange(m), -1))
+  col_to_row = jnp.where(row4col >= 0, order[jnp.clip(row4col, 0, n - 1)], -1)
   col_to_row = col_to_row.astype(jnp.int32)
   row_to_col = jnp.full((n,), -1, jnp.int32).at[order].set(
-      jnp.where(rows < num_valid, final.col4row, -1))
-  return row_to_col, col_to_row
+      jnp.where(assigned, col4row, -1).astype(jnp.int32))
+  return row_to_col, col_to_row, final.trips
 
 
 def focal_class_cost(logits: jax.Array, alpha: float, gamma: float) -> jax.Array:
