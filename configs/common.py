@@ -6,6 +6,7 @@ A config is an ``ml_collections.ConfigDict`` returned by ``get_config(arg)`` and
   mode          'pretrain' | 'finetune' | 'evaluate' | 'export'
   seed          global seed (parameters, data order, dropout)
   data_dir      TFDS data dir of the prepared datasets (a dataset's own ``data_dir`` wins)
+  data_kind     'real' | 'humanbench_mini': the kind of prepared data the config expects
   model         backbone (path_jax.model.vit) and projector (path_jax.model.projector)
   datasets      one subtree per dataset, see :func:`dataset`
   optimizer     path_jax.optim.default_config() (schedule included)
@@ -96,6 +97,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.mode = "pretrain"
   c.seed = 0
   c.data_dir = os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+  # 'real' (the datasets' own files, data/build.py) or 'humanbench_mini' (the synthetic sets,
+  # which reuse the real names): a run refuses prepared data of the other kind.
+  c.data_kind = "real"
   c.distributed = "auto"
 
   c.model = ml_collections.ConfigDict()
@@ -123,12 +127,16 @@ def base_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       milestones=(),                 # steps whose checkpoints are kept for good
       max_consecutive_skips=20,      # abort after this many non-finite steps in a row
+      stop_timeout_s=300.0,          # after SIGTERM: forced exit if not stopped by then (<=0: never)
       accum_steps=1,                 # gradient accumulation micro-batches
       loss_weights="config",         # 'config' (datasets.*.weight) or 'authors' (sample_weight)
       eval_every=0,                  # validation-loss / evaluator hook period (0 = off)
       eval_batches=4,                # batches of the cheap validation loss per dataset
       profile=ml_collections.ConfigDict(dict(start_step=-1, num_steps=5)),
   ))
+  # The schedule's length follows train.num_steps until a config or override sets it (a derived
+  # reference: setting it unlinks it, setting train.num_steps does not touch it once set).
+  c.optimizer.schedule.total_steps = c.train.get_ref("num_steps").identity()
   c.mesh = ml_collections.ConfigDict(dict(
       shape=(-1, 1, 1), dcn_shape=config_dict.placeholder(tuple), rules=(),
       fsdp_min_size=2 ** 18))

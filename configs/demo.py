@@ -58,6 +58,7 @@ def get_config(arg: str = "pretrain"):
   c = common.base_config()
   c.mode = arg
   c.data_dir = common.demo_data_dir()
+  c.data_kind = "humanbench_mini"
   c.model.backbone.update(BACKBONE)
   c.mesh.shape = (-1, 1, 1)
   c.train.log_every = 10
@@ -70,8 +71,7 @@ def get_config(arg: str = "pretrain"):
     c.train.num_steps = 300
     c.optimizer.peak_lr = 2e-3
     c.optimizer.clip_threshold = 1.0
-    c.optimizer.schedule.warmup_steps = 30
-    c.optimizer.schedule.total_steps = 300
+    c.optimizer.schedule.warmup_fraction = 0.1   # 30 of the 300 steps; follows train.num_steps
   else:
     c.datasets = ml_collections.ConfigDict(_finetune_datasets())
     c.model.projector.enabled = False
@@ -80,6 +80,5 @@ def get_config(arg: str = "pretrain"):
     c.optimizer.peak_lr = 2e-3
     c.optimizer.clip_threshold = 1.0
     c.optimizer.schedule.name = "warmup_cosine"
-    c.optimizer.schedule.warmup_steps = 15
-    c.optimizer.schedule.total_steps = 150
+    c.optimizer.schedule.warmup_fraction = 0.1   # 15 of the 150 steps
   return c

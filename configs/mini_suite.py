@@ -7,20 +7,21 @@
 
 ``get_config('dataset=<mini set>,protocol=full|head|partial')``: the tiny backbone of
 configs/demo.py (BACKBONE), no projector, the dataset's head at a small width, and a short
-recipe (warm-up + cosine, Adafactor at 2e-3) sized so that every set finetunes on 2 CPU cores in
-about a minute at most. Steps per set (``MiniSet.steps``) are what each set needs, from a short
-pretraining of the demo model, to beat chance by the margins tests/test_suite.py asserts
-(measured there): ReID (rank-1 9.8 % at 150 steps, 21.3 % at 250), ATR (at 60 steps it labels
-everything background) and Caltech's DETR head (AP 5.9 % at 150 steps, 12.3 % at 250) get 250;
-part B counting is trained at its full image size (128 x 128 crops of the 192 x 256 scenes stayed
-worse than predicting the training-mean count). Each mini set stands in for one HumanBench
-downstream set (data/humanbench_mini/README.md) and is scored with that set's Table 3 metric
-(``eval_metric``),
-except Caltech: the mini scenes are too small for Caltech's heavy-occlusion subset (people
->= 50 px tall, 20-65 % visible), so mini_caltech reports MR^-2 over all non-ignored people
-(the builder ignores people under 35 % visible, Caltech's "reasonable" cut). That MR^-2 stays at
-~98-100 % for this tiny model (its misses at low false-positive rates saturate), so
-``check_metric`` judges mini_caltech against chance on AP instead; the table keeps MR^-2.
+recipe (10 % warm-up + cosine, Adafactor at 2e-3; both follow ``train.num_steps``) sized so
+that every set finetunes on 2 CPU cores in about a minute at most. Counts (ReID identities,
+attributes, joints) come from the prepared data. Steps per set (``MiniSet.steps``) are what each
+set needs, from a short pretraining of the demo model, to beat chance by the margins
+tests/test_suite.py asserts (measured there): ReID (rank-1 9.8 % at 150 steps, 21.3 % at 250),
+ATR (at 60 steps it labels everything background) and Caltech's DETR head (AP 5.9 % at 150
+steps, 12.3 % at 250) get 250; part B counting is trained at its full image size (128 x 128 crops
+of the 192 x 256 scenes stayed worse than predicting the training-mean count). Each mini set
+stands in for one HumanBench downstream set (data/humanbench_mini/README.md) and is scored with
+that set's Table 3 metric (``eval_metric``), except Caltech: the mini scenes are too small for
+Caltech's heavy-occlusion subset (people >= 50 px tall, 20-65 % visible), so mini_caltech reports
+MR^-2 over all non-ignored people (the builder ignores people under 35 % visible, Caltech's
+"reasonable" cut). That MR^-2 stays at ~98-100 % for this tiny model (its misses at low
+false-positive rates saturate), so ``check_metric`` judges mini_caltech against chance on AP
+instead; the table keeps MR^-2.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ PROTOCOL_ARGS = dict(dataset="", protocol="full", steps=0)
 # step, and no head transfers: only the backbone is exported), PRETRAIN_STEPS steps.
 PRETRAIN_SETS = ("mini_market", "mini_coco", "mini_lip", "mini_pa100k")
 PRETRAIN_STEPS = 150
+# Warm-up of every mini run (pretraining and each set): 10 % of its steps.
+WARMUP_FRACTION = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +77,7 @@ MINI_SETS: tuple[MiniSet, ...] = (
                  crop_scales=(128, 160), crop_size=(96, 160), eval_scale=160),
             eval_protocol="crowdhuman", check_metric="ap_mr"),
     MiniSet("mini_mpii", "pose", "pose/mpii", "mpii", "pckh", 16, 60, "val",
-            dict(image_size=(128, 96), deconv_features=(32, 32), num_joints=16,
+            dict(image_size=(128, 96), deconv_features=(32, 32),
                  flip_pairs=humanbench.MPII_FLIP_PAIRS, upper_body_ids=humanbench.MPII_UPPER_BODY,
                  flip_test=False)),
     MiniSet("mini_peta", "attributes", "attributes/peta", "peta", "ma", 32, 60, "test",
@@ -99,8 +102,10 @@ def mini_set(name: str) -> MiniSet:
 
 
 def dataset_config(s: MiniSet) -> ml_collections.ConfigDict:
-  cfg = common.dataset(s.task, s.tfds_name, batch_size=s.batch_size, eval_split=s.eval_split,
-                       **s.fields)
+  """The set's subtree; its counts (identities, attributes, joints) come from the data."""
+  from configs.finetune import counts_from_data
+  cfg = counts_from_data(common.dataset(s.task, s.tfds_name, batch_size=s.batch_size,
+                                        eval_split=s.eval_split, **s.fields))
   cfg.eval_metric = s.eval_metric
   cfg.eval_tfds_name = ""
   cfg.check_metric = s.check_metric
@@ -121,6 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base_config()
   c.mode = "finetune"
   c.data_dir = common.demo_data_dir()
+  c.data_kind = "humanbench_mini"
   c.model.backbone.update(BACKBONE)
   c.model.projector.enabled = False
   c.mesh.shape = (-1, 1, 1)
@@ -136,8 +142,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.clip_threshold = 1.0
   c.optimizer.layer_decay = 0.75
   c.optimizer.schedule.name = "warmup_cosine"
-  c.optimizer.schedule.warmup_steps = max(1, steps // 10)
-  c.optimizer.schedule.total_steps = c.train.get_ref("num_steps")
+  c.optimizer.schedule.warmup_fraction = WARMUP_FRACTION   # total_steps follows num_steps
   return c
 
 
@@ -153,6 +158,8 @@ def pretrain_config(steps: int = PRETRAIN_STEPS) -> ml_collections.ConfigDict:
   c.train.num_steps = steps
   c.train.checkpoint_every = 10 * steps
   c.train.keep_checkpoints = 1
-  c.optimizer.schedule.total_steps = steps
-  c.optimizer.schedule.warmup_steps = max(1, steps // 10)
+  # The demo's 30 of 300 warm-up steps, as a fraction: --set=train.num_steps=N is enough.
+  c.optimizer.schedule.total_steps = c.train.get_ref("num_steps").identity()
+  c.optimizer.schedule.warmup_steps = None
+  c.optimizer.schedule.warmup_fraction = WARMUP_FRACTION
   return c

@@ -65,9 +65,26 @@ def parse_name(full: str):
   return cls, config
 
 
+SOURCES = ("publisher", "humanbench_mini")
+
+
+def built_source(folder: str) -> str:
+  """The ``source`` recorded in a built dataset's build_report.json ('publisher' when absent)."""
+  try:
+    with open(os.path.join(folder, "build_report.json")) as f:
+      return json.load(f).get("source") or "publisher"
+  except (OSError, ValueError):
+    return "publisher"
+
+
 def build(full_name: str, manual_dir: str, data_dir: str, *, overwrite: bool = False,
-          strict: bool = False) -> str:
+          strict: bool = False, source: str = "publisher") -> str:
   """Builds ``<builder>/<config>`` into ``data_dir``; returns the dataset's version folder.
+
+  ``source`` is recorded in ``build_report.json``: ``'publisher'`` (the dataset's own files) or
+  ``'humanbench_mini'`` (the synthetic sets, which reuse the real names); training refuses data
+  of the other kind than its config's ``data_kind``. An existing build of the other kind is
+  never kept silently: without ``overwrite`` the build fails and names it.
 
   Raises ``common.MissingInputError`` (naming the expected layout) when inputs are missing,
   ``common.BadInputError`` for bad inputs under ``strict``; in both cases nothing under
@@ -77,6 +94,12 @@ def build(full_name: str, manual_dir: str, data_dir: str, *, overwrite: bool = F
   tfds.disable_progress_bar()
   probe = cls(config=config, data_dir=data_dir, file_format="array_record", strict=strict)
   final = os.fspath(probe.data_dir)  # data_dir/<builder>/<config>/<version>
+  if source not in SOURCES:
+    raise ValueError(f"build source {source!r}: use one of {SOURCES}")
+  if os.path.isdir(final) and not overwrite and built_source(final) != source:
+    raise ValueError(f"{full_name}: {final} already holds a {built_source(final)!r} build, not "
+                     f"{source!r} data (humanbench_mini reuses the real datasets' names); pass "
+                     f"--overwrite to replace it or build into another --data_dir")
   if os.path.isdir(final) and not overwrite:
     print(f"{full_name}: already built at {final}; pass --overwrite to rebuild.")
     return final
@@ -94,7 +117,7 @@ def build(full_name: str, manual_dir: str, data_dir: str, *, overwrite: bool = F
         manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP))
     built = os.fspath(builder.data_dir)
     with open(os.path.join(built, "build_report.json"), "w") as f:
-      json.dump({"dataset": full_name, "manual_dir": manual_dir,
+      json.dump({"dataset": full_name, "source": source, "manual_dir": manual_dir,
                  "splits": {k: v.num_examples for k, v in builder.info.splits.items()},
                  **builder.report.as_dict()}, f, indent=1)
     os.makedirs(os.path.dirname(final), exist_ok=True)

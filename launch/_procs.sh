@@ -83,7 +83,12 @@ _procs_wait() {
         wait "$pid"; rc=$?
         done_flags[$i]=1
         remaining=$(( remaining - 1 ))
-        if (( rc != 0 && status == 0 )); then
+        if (( rc == 75 && status == 0 )); then
+          # Preempted with a checkpoint saved (path_jax.main's exit code 75): the other
+          # processes are stopping at the same step; let them finish their part of the save.
+          echo "launch: process $i was preempted (exit 75, checkpoint saved)" >&3
+          status=75
+        elif (( rc != 0 && (status == 0 || status == 75) )); then
           echo "launch: process $i exited with status $rc; stopping the others" >&3
           status=$rc
           procs_stop_all TERM

@@ -653,6 +653,8 @@ def main(argv=None) -> int:
   def _main(args):
     if len(args) > 1:
       raise app.UsageError(f"unexpected arguments: {args[1:]}")
+    from path_jax import logs
+    logs.setup()
     import jax
     jax.config.update("jax_platforms", "cpu")   # the host; the TPU devices are compile-only
     if cache_dir.value:

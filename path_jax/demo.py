@@ -6,10 +6,14 @@
    it is already there;
 2. pretrains the tiny PATH model of configs/demo.py on the five pretraining sets;
 3. exports the backbone (orbax + backbone.json + backbone.safetensors);
-4. finetunes it with the partial protocol on the held-out downstream sets (ReID on unseen
-   identities and cameras, PETA-style attributes) and evaluates;
-5. prints a results table with a chance baseline computed on the same evaluation data (random
-   features / random scores through the same evaluators).
+4. evaluates the pretraining checkpoint on the pretraining sets' eval splits (``mode='evaluate'``)
+   and draws their pictures (pose, parsing, detection, ReID, attributes) into
+   ``WORKDIR/pretrain/eval/pictures/``;
+5. finetunes it with the partial protocol on the held-out downstream sets (ReID on unseen
+   identities and cameras, PETA-style attributes) and evaluates (pictures in
+   ``WORKDIR/finetune/eval/pictures/``);
+6. prints a results table with a chance baseline computed on the same evaluation data (random
+   features / random scores through the same evaluators), and where the pictures are.
 
 Every step is the same code path as ``python -m path_jax.main`` with the corresponding config.
 """
@@ -32,6 +36,12 @@ _WORKDIR = flags.DEFINE_string("workdir", "/tmp/path_demo", "Where the demo writ
 _STEPS = flags.DEFINE_integer("steps", 300, "Pretraining steps.")
 _FT_STEPS = flags.DEFINE_integer("finetune_steps", 150, "Finetuning steps.")
 _SIZE = flags.DEFINE_enum("size", "default", ["default", "tiny"], "humanbench_mini size.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of both runs (parameters, data order, dropout).")
+_UPDATE_README = flags.DEFINE_bool(
+    "update_readme", False, "Write this run's table and times into README.md (between the "
+    "'demo:begin' and 'demo:end' markers), with the machine they ran on.")
+
+README_BEGIN, README_END = "<!-- demo:begin -->", "<!-- demo:end -->"
 
 # Metrics shown in the table: (task, metric key, higher is better).
 SHOWN = {"reid": ("rank1", "mAP"), "attributes": ("mA", "f1"), "counting": ("MAE",),
@@ -77,7 +87,8 @@ def table(results: dict, chance: dict, cfg) -> str:
 def main(argv):
   del argv
   from configs import demo
-  from path_jax import train
+  from path_jax import logs, train
+  logs.setup()
   workdir = _WORKDIR.value
   t0 = time.perf_counter()
 
@@ -89,8 +100,8 @@ def main(argv):
   t_data = time.perf_counter()
 
   pre = demo.get_config("pretrain")
-  pre.train.num_steps = _STEPS.value
-  pre.optimizer.schedule.total_steps = _STEPS.value
+  pre.train.num_steps = _STEPS.value   # the schedule's length and warm-up follow it
+  pre.seed = _SEED.value
   pre_dir = os.path.join(workdir, "pretrain")
   train.run(pre, pre_dir)
   t_pre = time.perf_counter()
@@ -100,28 +111,78 @@ def main(argv):
   export_dir = train.run(exp, pre_dir)
   t_exp = time.perf_counter()
 
+  # The pretraining tasks' pictures: the newest pretraining checkpoint on every pretraining set
+  # with an eval split (all five of humanbench_mini's; ~20 s on 2 cores).
+  ev = demo.get_config("pretrain")
+  ev.mode = "evaluate"
+  ev.evaluate.output = os.path.join(pre_dir, "eval")
+  pre_eval = train.run(ev, pre_dir)
+  t_pre_eval = time.perf_counter()
+
   ft = demo.get_config("finetune")
   ft.train.num_steps = _FT_STEPS.value
-  ft.optimizer.schedule.total_steps = _FT_STEPS.value
+  ft.seed = _SEED.value
   ft.finetune.init_from = export_dir
-  result = train.run(ft, os.path.join(workdir, "finetune"))
+  ft_dir = os.path.join(workdir, "finetune")
+  result = train.run(ft, ft_dir)
   t_ft = time.perf_counter()
 
   chance = {n: chance_metrics(ft, n) for n in result.get("eval", {})}
   text = table(result.get("eval", {}), chance, ft)
+  pictures = [os.path.join(d, "eval", "pictures") for d in (pre_dir, ft_dir)]
   summary = {"results": result.get("eval", {}), "chance": chance,
+             "pretrain_eval": pre_eval, "pictures": pictures,
              "seconds": {"data": t_data - t0, "pretrain": t_pre - t_data,
-                         "export": t_exp - t_pre, "finetune_and_eval": t_ft - t_exp,
+                         "export": t_exp - t_pre, "pretrain_eval": t_pre_eval - t_exp,
+                         "finetune_and_eval": t_ft - t_pre_eval,
                          "total": time.perf_counter() - t0}}
   with open(os.path.join(workdir, "demo_results.json"), "w") as f:
     json.dump(summary, f, indent=2)
   with open(os.path.join(workdir, "demo_results.md"), "w") as f:
     f.write(text + "\n")
   print("\n" + text)
-  print(f"\ntotal {summary['seconds']['total']:.0f} s "
-        f"(data {summary['seconds']['data']:.0f}, pretrain {summary['seconds']['pretrain']:.0f}, "
-        f"finetune+eval {summary['seconds']['finetune_and_eval']:.0f}); "
-        f"everything is in {workdir}")
+  sec = summary["seconds"]
+  print(f"\ntotal {sec['total']:.0f} s "
+        f"(data {sec['data']:.0f}, pretrain {sec['pretrain']:.0f}, "
+        f"pretrain eval {sec['pretrain_eval']:.0f}, "
+        f"finetune+eval {sec['finetune_and_eval']:.0f}); everything is in {workdir}")
+  if _UPDATE_README.value:
+    print(f"updated {update_readme(text, sec, _SEED.value)}")
+  print("pictures of predictions:")
+  for folder, what in zip(pictures, ("pretraining tasks", "finetuned downstream tasks")):
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    print(f"  {folder}/ ({what}): {', '.join(names) if names else 'none'}")
+
+
+def machine() -> str:
+  """'N CPU cores (model)' of this host, for the README's measurements."""
+  model = ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+  except OSError:
+    pass
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return f"{cores} CPU cores" + (f" ({model})" if model else "")
+
+
+def update_readme(text: str, sec: dict, seed: int, path: str | None = None) -> str:
+  """Replaces the README's demo block (between the markers) by this run's table and times."""
+  path = path or os.path.join(_ROOT, "README.md")
+  with open(path) as f:
+    readme = f.read()
+  if README_BEGIN not in readme or README_END not in readme:
+    raise ValueError(f"{path} has no {README_BEGIN} ... {README_END} block to update")
+  block = (f"{README_BEGIN}\n{text}\n\nSeed {seed}, measured on {machine()}: "
+           f"{sec['total']:.0f} s in total (data build {sec['data']:.0f} s, pretraining "
+           f"{sec['pretrain']:.0f} s, export {sec['export']:.0f} s, pretraining-set evaluation "
+           f"{sec['pretrain_eval']:.0f} s, finetuning and evaluation "
+           f"{sec['finetune_and_eval']:.0f} s).\n{README_END}")
+  head, rest = readme.split(README_BEGIN, 1)
+  tail = rest.split(README_END, 1)[1]
+  with open(path, "w") as f:
+    f.write(head + block + tail)
+  return path
 
 
 if __name__ == "__main__":

@@ -77,6 +77,30 @@ def _gather(params: Any) -> Any:
   return jax.tree.map(np.asarray, params)
 
 
+def _umask() -> int:
+  """The process umask, read without changing it where Linux shows it (/proc/self/status);
+  elsewhere set and restored at once."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _ordinary_mode(path: str) -> None:
+  """Gives ``path`` the mode a plain ``open(path, 'w')`` would (0666 less the umask).
+
+  safetensors creates its file 0600, which left ``backbone.safetensors`` unreadable to the
+  group and others while the JSON and the orbax files beside it follow the umask (0644).
+  """
+  os.chmod(path, 0o666 & ~_umask())
+
+
 def export_backbone(out_dir: str | os.PathLike, backbone_params: Any, arch: Mapping[str, Any], *,
                     torch_state_dict: bool, cls_row: bool = True) -> dict[str, str]:
   """Writes ``out_dir/backbone/`` (orbax), optionally ``backbone.safetensors``, then
@@ -113,6 +137,7 @@ def export_backbone(out_dir: str | os.PathLike, backbone_params: Any, arch: Mapp
     if jax.process_index() == 0:
       convert.save_state_dict(convert.export_backbone(host, cls_row=cls_row),
                               paths["safetensors"])
+      _ordinary_mode(paths["safetensors"])
   if jax.process_index() == 0:
     doc = {"format": FORMAT, "version": VERSION,
            "arch": {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch.items()},

@@ -1,17 +1,27 @@
 """The downstream suite: one backbone, every downstream dataset, one protocol, one results table.
 
   python -m path_jax.suite --backbone=PRETRAIN_DIR/export --protocol=partial --workdir=DIR \\
-      [--suite=humanbench|mini] [--datasets=atr,peta] [--data_dir=...] [--set train.num_steps=500]
+      [--suite=humanbench|mini] [--datasets=atr,peta] [--data_dir=...] [--set=train.num_steps=500]
+      [--set=market1501:dataset.image_size=(384,128)] [--chance]
 
-``--backbone=random_init`` finetunes from random weights of the suite's architecture (the floor
-that pretraining should raise). ``--backbone=demo_pretrain`` (mini suite) first pretrains the demo
-model on humanbench_mini's pretraining sets for ``--pretrain_steps`` steps
-(configs/mini_suite.py:pretrain_config) into DIR/pretrain and finetunes from its export.
+``--set=key=value`` overrides every dataset's config (``dataset.<field>`` is the dataset's own
+subtree); ``--set=<dataset>:key=value`` only that dataset's, applied after the others (a name
+outside the suite fails, listing the valid ones). ``train.num_steps`` alone rescales a run: the
+schedule's length, warm-up and decay points follow it.
+
+``--backbone=random_init`` finetunes from random weights (the floor that pretraining should
+raise) of the suite's architecture: ViT-B/16 for the HumanBench suite, the demo's tiny ViT for the
+mini suite, or ``--variant`` (e.g. ``--variant=L/16``); the architecture is logged and written
+under the table. ``--backbone=demo_pretrain`` (mini suite) first pretrains the demo model on
+humanbench_mini's pretraining sets for ``--pretrain_steps`` steps
+(configs/mini_suite.py:pretrain_config) into DIR/pretrain and finetunes from its export;
+``--pretrain_only`` stops after the export and prints its path.
 
 For each dataset of the suite (HumanBench: the 19 sets of configs/finetune/; mini: the seven
 humanbench_mini downstream sets of configs/mini_suite.py) the suite builds the dataset's
 finetuning config under the protocol, points ``finetune.init_from`` at the backbone (an export
-directory also sets the backbone's architecture), and checks its prepared data. Absent data gives
+directory also sets the backbone's architecture; a state dict's shapes set it when the run starts,
+path_jax.train.adopt_backbone_arch), and checks its prepared data. Absent data gives
 a *skipped* row with the command that prepares it; otherwise the dataset is finetuned and
 evaluated in process (path_jax.train.run) into DIR/<dataset>/, and the metric that the paper's
 Table 3 reports for it is read from the evaluation. A dataset that raises is recorded as
@@ -21,11 +31,12 @@ Written: DIR/results.json (per dataset: status, the Table 3 metric, the paper's 
 the protocol, the full metric dict, chance, timing, skip/failure reason and preparation commands)
 and DIR/results.md (Table 3's two halves, ours beside the paper's, then skipped/failed datasets).
 
-Chance (``--chance``, on by default for the mini suite): the same evaluators fed random
-predictions on the same evaluation data, or for parsing and counting the constant a model without
-the image would output (:func:`chance_metrics`), so each metric has a floor. Each dataset's
-``check`` record is its margin over that floor, on the table's metric or on the dataset's
-``check_metric`` where the table's saturates at the suite's size (mini_caltech: AP for MR^-2).
+Chance (``--chance``; on by default for the mini suite only, so a HumanBench run shows a chance
+row only when asked, and its table says so): the same evaluators fed random predictions on the
+same evaluation data, or for parsing and counting the constant a model without the image would
+output (:func:`chance_metrics`), so each metric has a floor. Each dataset's ``check`` record is
+its margin over that floor, on the table's metric or on the dataset's ``check_metric`` where the
+table's saturates at the suite's size (mini_caltech: AP for MR^-2).
 """
 from __future__ import annotations
 
@@ -117,15 +128,45 @@ def parse_value(text: str) -> Any:
     return text
 
 
+def split_override(item: str) -> tuple[str, str, str]:
+  """``'[dataset:]key=value'`` -> ``(dataset or '', key, value)``."""
+  key, sep, value = item.partition("=")
+  dataset, colon, rest = key.partition(":")
+  if colon:
+    key = rest
+  else:
+    dataset = ""
+  if not sep or not key or (colon and not dataset):
+    raise ValueError(f"--set {item!r}: write key=value (every dataset) or dataset:key=value "
+                     "(one dataset), e.g. --set=train.num_steps=500 or "
+                     "--set=market1501:dataset.batch_size=32")
+  return dataset, key, value
+
+
+def check_overrides(overrides: Sequence[str], names: Sequence[str],
+                    selected: Sequence[str] = ()) -> None:
+  """Every ``dataset:`` prefix must name a dataset of the suite (``names``); one that the run
+  skips (not in ``selected``) is logged."""
+  for item in overrides:
+    dataset = split_override(item)[0]
+    if dataset and dataset not in names:
+      raise ValueError(f"--set {item!r}: {dataset!r} is not a dataset of this suite; valid: "
+                       f"{list(names)}")
+    if dataset and selected and dataset not in selected:
+      logging.warning("suite: --set %s names %s, which this run does not include (--datasets)",
+                      item, dataset)
+
+
 def apply_overrides(cfg, name: str, overrides: Sequence[str]) -> None:
   """Applies ``key=value`` overrides; ``dataset.<field>`` addresses the dataset's own subtree.
 
-  A key that is not in the config fails, naming the nearest keys, as a locked config would.
+  Items ``<dataset>:key=value`` apply only to dataset ``name`` == ``<dataset>``, after the
+  unprefixed ones (the more specific wins). A key that is not in the config fails, naming the
+  nearest keys, as a locked config would.
   """
-  for item in overrides:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-      raise ValueError(f"--set {item!r}: write key=value, e.g. --set train.num_steps=500")
+  items = [(item, *split_override(item)) for item in overrides]
+  ordered = [i for i in items if not i[1]] + [i for i in items if i[1] == name]
+  for item, _, key, value in ordered:
     parts = key.split(".")
     if parts[0] == "dataset":
       parts = ["datasets", name] + parts[1:]
@@ -400,13 +441,27 @@ def run_one(entry: Entry, *, suite: str, protocol: str, backbone: str, arch, wor
 
 def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "humanbench",
               datasets: Sequence[str] = (), data_dir: str = "", overrides: Sequence[str] = (),
-              chance: bool | None = None, pretrain_steps: int | None = None) -> dict[str, Any]:
-  """Runs the suite; writes and returns DIR/results.json's content (also writes results.md)."""
+              chance: bool | None = None, pretrain_steps: int | None = None,
+              variant: str | None = None, pretrain_only: bool = False) -> dict[str, Any]:
+  """Runs the suite; writes and returns DIR/results.json's content (also writes results.md).
+
+  ``variant``: the ViT variant that ``backbone='random_init'`` builds (default the suite's).
+  ``pretrain_only`` (with ``backbone='demo_pretrain'``): pretrain and export only; returns
+  ``{'export': path, 'pretrain': {...}}`` and writes no results."""
   from configs.common import PROTOCOLS
   if protocol not in PROTOCOLS:
     raise ValueError(f"--protocol={protocol!r}; use one of {PROTOCOLS}")
-  entries = select(suite_entries(suite), datasets)
+  if variant and backbone != RANDOM_INIT:
+    raise ValueError(f"--variant={variant} applies to --backbone={RANDOM_INIT} only: an export "
+                     "or a state dict brings its own architecture")
+  if pretrain_only and backbone != DEMO_PRETRAIN:
+    raise ValueError(f"--pretrain_only pretrains the demo backbone: use it with "
+                     f"--backbone={DEMO_PRETRAIN} --suite=mini")
+  all_entries = suite_entries(suite)
+  entries = select(all_entries, datasets)
+  check_overrides(overrides, [e.name for e in all_entries], [e.name for e in entries])
   pretrain_seconds = None
+  notes: dict[str, Any] = {}
   if backbone == DEMO_PRETRAIN:
     if suite != "mini":
       raise ValueError(f"--backbone={DEMO_PRETRAIN} pretrains on humanbench_mini: use it with "
@@ -414,21 +469,41 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
     t = time.perf_counter()
     backbone = demo_pretrain_export(os.path.join(workdir, "pretrain"), data_dir, pretrain_steps)
     pretrain_seconds = time.perf_counter() - t
+    if pretrain_only:
+      return {"suite": suite, "export": os.path.abspath(backbone),
+              "pretrain": {"steps": pretrain_steps_or_default(pretrain_steps),
+                           "seconds": pretrain_seconds}}
   if backbone == RANDOM_INIT:   # the floor: the suite's own architecture, random weights
     cfg = entries[0].make_config(protocol)
     apply_overrides(cfg, entries[0].name, overrides)
-    backbone = random_backbone_export(os.path.join(workdir, "random_init_export"),
-                                      cfg.model.backbone)
+    b = cfg.model.backbone
+    if variant:
+      from path_jax.model import vit as vit_lib
+      vit_lib.variant(variant)   # an unknown name fails, naming the known ones
+      b.variant = variant
+      for key in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
+        b[key] = None
+    from path_jax import export as export_lib
+    arch = export_lib.arch_from_config(b)
+    notes["random_init"] = {"arch": arch, "from": f"--variant={variant}" if variant else
+                            ("configs/mini_suite.py (configs/demo.py BACKBONE)" if suite == "mini"
+                             else "configs/finetune/")}
+    logging.info("suite: %s builds a randomly initialised backbone: %s (from %s)", RANDOM_INIT,
+                 describe_arch(arch), notes["random_init"]["from"])
+    backbone = random_backbone_export(os.path.join(workdir, "random_init_export"), b)
   if not backbone or not os.path.exists(backbone):
     raise FileNotFoundError(f"--backbone={backbone!r} does not exist; pass an export directory "
                             "(python -m path_jax.main --config=... --config.mode=export) or a "
                             f".pth/.safetensors/.npz state dict (or {RANDOM_INIT!r})")
   chance = (suite == "mini") if chance is None else chance
+  logging.info("suite: chance levels %s", "on" if chance else
+               "off (--chance computes them; on by default for --suite=mini only)")
   arch = backbone_arch(backbone)
   os.makedirs(workdir, exist_ok=True)
   out: dict[str, Any] = {"suite": suite, "protocol": protocol,
                          "backbone": os.path.abspath(backbone), "data_dir": data_dir,
-                         "overrides": list(overrides), "datasets": {}}
+                         "overrides": list(overrides), "chance": bool(chance), **notes,
+                         "datasets": {}}
   if pretrain_seconds is not None:
     out["pretrain"] = {"steps": pretrain_steps_or_default(pretrain_steps),
                        "seconds": pretrain_seconds}
@@ -463,6 +538,10 @@ def render_markdown(results: Mapping[str, Any]) -> str:
   title = PROTOCOL_TITLES[protocol]
   lines = [f"# Downstream suite: {results['suite']}, protocol {protocol} ({title})", "",
            f"Backbone: `{results['backbone']}`.", ""]
+  if results.get("random_init"):
+    r = results["random_init"]
+    lines[-2] = (f"Backbone: `{results['backbone']}`: random weights ({RANDOM_INIT}), "
+                 f"{describe_arch(r['arch'])} (from {r['from']}).")
   if mini:
     lines += ["humanbench_mini sets stand in for the HumanBench sets named in brackets; the "
               "paper row is PATH-B on the real set, for scale only.", ""]
@@ -496,6 +575,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
   lines.append("Metrics as Table 3: % for accuracies, AP, mA, mIoU and MR^-2; EPE in pixels; "
                "counting MSE (root mean squared count error) in heads; (↓) lower is better.")
   lines.append("")
+  if results.get("chance") is False:
+    lines += ["No chance row: chance levels were not computed (pass --chance; it is on by "
+              "default for --suite=mini only).", ""]
   checks = {n: r["check"] for n, r in recs.items() if r.get("check")}
   if checks:
     lines += ["Margin over chance (of the metric judged against chance; + is better):", ""]
@@ -533,6 +615,14 @@ def write_results(results: Mapping[str, Any], workdir: str) -> None:
     json.dump(results, f, indent=2, default=float)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(render_markdown(results) + "\n")
+
+
+def describe_arch(arch: Mapping[str, Any]) -> str:
+  """``ViT mu/16 (width 96, depth 4, 3 heads, MLP 384, patch 16, grid 14x14, cls token)``."""
+  grid = "x".join(str(g) for g in arch.get("pos_grid", ()))
+  return (f"ViT {arch['variant']} (width {arch['width']}, depth {arch['depth']}, "
+          f"{arch['num_heads']} heads, MLP {arch['mlp_dim']}, patch {arch['patch_size']}, "
+          f"grid {grid}{', cls token' if arch.get('cls_token') else ''})")
 
 
 def pretrain_steps_or_default(steps: int | None) -> int:
@@ -597,26 +687,46 @@ def main(argv):
                       suite=f.suite, datasets=[d for d in f.datasets.split(",") if d],
                       data_dir=f.data_dir, overrides=f.set or (),
                       chance=None if f.chance is None else f.chance,
-                      pretrain_steps=f.pretrain_steps)
+                      pretrain_steps=f.pretrain_steps, variant=f.variant or None,
+                      pretrain_only=f.pretrain_only)
+  if f.pretrain_only:
+    print(f"demo backbone ({results['pretrain']['steps']} pretraining steps) exported to "
+          f"{results['export']}")
+    print(f"finetune from it: python -m path_jax.suite --suite=mini "
+          f"--backbone={results['export']} --workdir=DIR, or python -m path_jax.main "
+          f"--config=configs/mini_suite.py:dataset=mini_atr "
+          f"--config.finetune.init_from={results['export']} --workdir=DIR")
+    return
   print(render_markdown(results))
   print(f"results in {os.path.join(f.workdir, 'results.md')} and results.json")
 
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string("backbone", None, "Exported backbone dir, a .pth/.safetensors/.npz, "
-                      f"'{RANDOM_INIT}' (random weights of the suite's architecture: the floor) "
+  flags.DEFINE_string("backbone", None, "Exported backbone dir (its architecture is used), a "
+                      ".pth/.safetensors/.npz (architecture from its shapes), "
+                      f"'{RANDOM_INIT}' (random weights, the floor: ViT-B/16 for "
+                      "--suite=humanbench, the demo's tiny ViT for --suite=mini, or --variant) "
                       f"or '{DEMO_PRETRAIN}' (mini suite: pretrain the demo model first).")
+  flags.DEFINE_string("variant", None, f"With --backbone={RANDOM_INIT}: the ViT variant to "
+                      "build (e.g. B/16, L/16, mu/16; path_jax.model.vit.VARIANTS) instead of "
+                      "the suite's.")
   flags.DEFINE_integer("pretrain_steps", None, f"Steps of --backbone={DEMO_PRETRAIN}'s "
                        "pretraining (default configs/mini_suite.py PRETRAIN_STEPS).")
+  flags.DEFINE_bool("pretrain_only", False, f"With --backbone={DEMO_PRETRAIN} --suite=mini: "
+                    "pretrain the demo backbone into WORKDIR/pretrain, export it, print the "
+                    "export's path and stop (no finetuning).")
   flags.DEFINE_enum("protocol", "full", ["full", "head", "partial"], "Finetuning protocol.")
   flags.DEFINE_string("workdir", None, "Where each dataset's run and the results go.")
   flags.DEFINE_enum("suite", "humanbench", list(SUITES), "Which datasets.")
   flags.DEFINE_string("datasets", "", "Comma-separated subset of the suite (default: all).")
   flags.DEFINE_string("data_dir", "", "TFDS data dir ('' = each config's data_dir).")
-  flags.DEFINE_multi_string("set", [], "key=value override of every dataset's config; "
-                            "'dataset.<field>' addresses the dataset subtree.")
-  flags.DEFINE_bool("chance", None, "Compute chance levels (default: on for the mini suite).")
+  flags.DEFINE_multi_string("set", [], "key=value: override of every dataset's config "
+                            "('dataset.<field>' addresses the dataset subtree); "
+                            "<dataset>:key=value: of that dataset only (applied last).")
+  flags.DEFINE_bool("chance", None, "Compute chance levels (random predictions through the same "
+                    "evaluators): a 'chance' row and each dataset's margin over it. Default: on "
+                    "for --suite=mini, off for --suite=humanbench (pass --chance there).")
   flags.mark_flags_as_required(["backbone", "workdir"])
 
 

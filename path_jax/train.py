@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -53,123 +53,193 @@ PLACEHOLDER_COUNTS = {"num_classes": 1000, "num_attributes": 32, "num_joints": 1
 
 
 def fill_from_metadata(cfg: ml_collections.ConfigDict, placeholders: bool = False) -> list[str]:
-  """Fills dataset fields left unset (None) from the prepared datasets' metadata: ReID class
-  counts, attribute counts and positive ratios, pose joint counts.
+  """Takes each dataset's counts from its prepared data's ``metadata.json``: ReID classes
+  (``num_train_ids``), attribute counts (and positive ratios), pose joints, parsing classes.
 
-  ``placeholders``: where the metadata is missing, fill :data:`PLACEHOLDER_COUNTS` (and positive
-  ratios of 0.5) instead of failing; returns the ``config.datasets.<name>.<field>`` keys so
-  filled."""
-  filled = []
+  A field left unset (None) is filled; a set field that disagrees with the metadata is an error
+  (:class:`path_jax.config_check.ConfigError`, every disagreement at once, each naming the key,
+  both numbers and the fix). Without metadata nothing is checked. ``placeholders``: where the
+  metadata is missing, fill :data:`PLACEHOLDER_COUNTS` (and positive ratios of 0.5) instead of
+  failing; returns the ``config.datasets.<name>.<field>`` keys so filled."""
+  from path_jax.input import sources
+  # task -> (config field, metadata key, what the number counts)
+  counts = {"reid": [("num_classes", "num_train_ids", "training identities")],
+            "attributes": [("num_attributes", "num_attributes", "attributes")],
+            "pose": [("num_joints", "num_joints", "joints")],
+            "parsing": [("num_classes", "num_classes", "classes")]}
+  filled, problems = [], []
   for name in cfg.datasets:
     d = cfg.datasets[name]
-    needs = {"reid": ("num_classes",), "attributes": ("num_attributes", "positive_ratios"),
-             "pose": ("num_joints",)}.get(d.task, ())
-    if not any(d.get(k, None) is None for k in needs):
+    if d.task not in counts:
       continue
+    data_dir = _dataset_dir(d, cfg.data_dir)
+    needs = any(d.get(f, None) is None for f, _, _ in counts[d.task]) or (
+        d.task == "attributes" and d.get("positive_ratios", None) is None)
     try:
-      meta = read_metadata(d.tfds_name, _dataset_dir(d, cfg.data_dir))
-    except FileNotFoundError:
-      if not placeholders:
+      meta = read_metadata(d.tfds_name, data_dir)
+      where = os.path.join(sources.dataset_dir(d.tfds_name, data_dir), "metadata.json")
+    except (FileNotFoundError, ValueError) as e:   # not prepared / no data_dir
+      if needs and (not placeholders or isinstance(e, ValueError)):
         raise
-      meta = {}
-    if placeholders:
-      with d.unlocked():
-        if d.task == "reid" and d.num_classes is None and "num_train_ids" not in meta:
-          d.num_classes = PLACEHOLDER_COUNTS["num_classes"]
-          filled.append(f"config.datasets.{name}.num_classes")
-        if d.task == "pose" and d.num_joints is None and "num_joints" not in meta:
-          d.num_joints = PLACEHOLDER_COUNTS["num_joints"]
-          filled.append(f"config.datasets.{name}.num_joints")
-        if (d.task == "attributes" and d.positive_ratios is None
-            and "positive_ratio" not in meta):
-          if d.num_attributes is None:
-            d.num_attributes = PLACEHOLDER_COUNTS["num_attributes"]
-            filled.append(f"config.datasets.{name}.num_attributes")
-          d.positive_ratios = tuple([0.5] * int(d.num_attributes))
-          filled.append(f"config.datasets.{name}.positive_ratios")
+      meta, where = {}, ""
+    ratios = meta.get("positive_ratio") if d.task == "attributes" else None
+    if d.task == "attributes" and "num_attributes" not in meta and ratios is not None:
+      meta = dict(meta, num_attributes=len(ratios))
+    key = f"config.datasets.{name}"
+
+    def disagree(field, value, have, what):
+      problems.append(
+          f"{key}.{field}={value} but the prepared data ({where}) has {have:,} {what}; drop the "
+          f"override (leave it None: the data decides) or set it to {have} "
+          f"(--{key}.{field}={have})")
+
     with d.unlocked():
-      if d.task == "reid" and d.num_classes is None:
-        d.num_classes = int(_need(meta, "num_train_ids", name, "num_classes"))
+      for field, meta_key, what in counts[d.task]:
+        value = d.get(field, None)
+        if meta_key in meta:
+          have = int(meta[meta_key])
+          if value is None:
+            d[field] = have
+          elif int(value) != have:
+            disagree(field, value, have, what)
+        elif value is None and placeholders and d.task != "parsing" and not (
+            d.task == "attributes" and d.get("positive_ratios", None) is not None):
+          d[field] = PLACEHOLDER_COUNTS[field]
+          filled.append(f"{key}.{field}")
       if d.task == "attributes":
-        ratios = meta.get("positive_ratio")
-        if d.get("positive_ratios", None) is None:
+        given = d.get("positive_ratios", None)
+        if given is None and ratios is not None:
+          d.positive_ratios = tuple(float(r) for r in ratios)
+        elif given is None and placeholders:
+          d.positive_ratios = tuple([0.5] * int(d.num_attributes))
+          filled.append(f"{key}.positive_ratios")
+        elif given is None:
           d.positive_ratios = tuple(float(r) for r in _need(meta, "positive_ratio", name,
-                                                             "positive_ratios"))
+                                                             "positive_ratios", where))
+        elif ratios is not None and len(given) != len(ratios):
+          problems.append(
+              f"{key}.positive_ratios has {len(given)} entries but the prepared data ({where}) "
+              f"has {len(ratios)} attributes; drop the override (leave it None: the data's "
+              f"ratios are used) or give one ratio per attribute")
         if d.get("num_attributes", None) is None:
-          d.num_attributes = len(d.positive_ratios if ratios is None else ratios)
-      if d.task == "pose" and d.get("num_joints", None) is None:
-        d.num_joints = int(_need(meta, "num_joints", name, "num_joints"))
+          d.num_attributes = len(d.positive_ratios)
+      for field, meta_key, _ in counts[d.task]:
+        if d.get(field, None) is None:
+          d[field] = int(_need(meta, meta_key, name, field, where))
+  if problems:
+    from path_jax import config_check
+    raise config_check.ConfigError(problems, "the config disagrees with the prepared data")
   return filled
 
 
-def _need(meta, key, dataset, field):
+def _need(meta, key, dataset, field, where: str = ""):
   if key not in meta:
+    place = f" ({where})" if where else ""
     raise KeyError(f"config.datasets.{dataset}.{field} is unset and the prepared dataset's "
-                   f"metadata.json has no {key!r}; set the field in the config")
+                   f"metadata.json{place} has no {key!r}; set the field in the config "
+                   f"(--config.datasets.{dataset}.{field}=N)")
   return meta[key]
 
 
 def check_config(cfg: ml_collections.ConfigDict, mesh, *, num_hosts: int | None = None,
                  check_data: bool = True) -> None:
-  """Everything that can be checked before any compute: data present, batch sizes, mesh, mode.
+  """Everything that can be checked before any compute or any write: every field of the config
+  (path_jax.config_check), batch sizes against the mesh and hosts, prepared data present (and of
+  the kind the config expects: real or humanbench_mini).
 
-  ``num_hosts``: the processes that feed the mesh (default ``jax.process_count()``; an
-  ahead-of-time compile passes the target topology's). ``check_data=False`` skips the checks of
-  prepared data (compiling for a pod on a host without the data)."""
+  Raises :class:`path_jax.config_check.ConfigError` listing every problem at once, each naming
+  its full key. ``num_hosts``: the processes that feed the mesh (default
+  ``jax.process_count()``; an ahead-of-time compile passes the target topology's).
+  ``check_data=False`` skips the checks of prepared data (compiling for a pod on a host without
+  the data)."""
+  from path_jax import config_check
   num_hosts = jax.process_count() if num_hosts is None else int(num_hosts)
-  from configs.common import MODES, PROTOCOLS
-  from path_jax.input import sources
-  if cfg.mode not in MODES:
-    raise ValueError(f"config.mode={cfg.mode!r}; use one of {MODES}")
-  if cfg.finetune.protocol not in PROTOCOLS:
-    raise ValueError(f"config.finetune.protocol={cfg.finetune.protocol!r}; use one of {PROTOCOLS}")
-  if cfg.mode != "pretrain" and cfg.finetune.protocol == "partial":
+  problems = config_check.field_problems(cfg)
+  if cfg.mode != "pretrain" and cfg.finetune.protocol == "partial" and not problems:
     from path_jax import export as export_lib
     depth = export_lib.arch_from_config(cfg.model.backbone)["depth"]
     if not 0 <= int(cfg.finetune.open_last) <= depth:
-      raise ValueError(f"config.finetune.open_last={cfg.finetune.open_last}: protocol 'partial' "
-                       f"opens the last N of the backbone's {depth} blocks, so N must lie in "
-                       f"0..{depth} (config.model.backbone.depth)")
-  if not len(cfg.datasets):
-    raise ValueError("config.datasets is empty: add at least one dataset subtree")
+      problems.append(f"config.finetune.open_last={cfg.finetune.open_last}: protocol 'partial' "
+                      f"opens the last N of the backbone's {depth} blocks, so N must lie in "
+                      f"0..{depth} (config.model.backbone.depth)")
   from path_jax.parallel import placement as placement_lib
   mode = cfg.get("placement", {}).get("mode", "shared")
-  if mode not in placement_lib.MODES:
-    raise ValueError(f"config.placement.mode={mode!r}; use one of {placement_lib.MODES}")
+  config_check.choice(problems, "config.placement.mode", mode, placement_lib.MODES)
   # 'slices': sub-batches divide over their group's rows, checked once the groups are known.
   shared = mode == "shared"
   shards = mesh_lib.batch_shards(mesh)
-  problems = []
+  fit = []
+  for name in cfg.datasets:
+    b = cfg.datasets[name].get("batch_size", 0)
+    if not shared or not isinstance(b, int) or b < 1:
+      continue
+    if b % shards:
+      fit.append(f"config.datasets.{name}.batch_size={b} is not a multiple of the {shards} "
+                 f"batch shards of mesh {dict(mesh.shape)}")
+    if b % num_hosts:
+      fit.append(f"config.datasets.{name}.batch_size={b} does not split over {num_hosts} hosts")
+  if fit:
+    unit = math.lcm(shards, num_hosts)
+    fit.append(f"every sub-batch must be a multiple of {unit} on this mesh: set the batch sizes, "
+               f"or for the pretraining configs (configs/vitb.py, vitl.py) pass ':divisor={unit}' "
+               f"(e.g. --config=configs/vitb.py:divisor={unit})")
+  problems += fit
+  if check_data and not problems:
+    problems += data_problems(cfg)
+  if problems:
+    raise config_check.ConfigError(problems)
+
+
+MINI_BUILD = "python -m data.humanbench_mini.build_all --data_dir={data_dir}"
+
+
+def data_problems(cfg) -> list[str]:
+  """Prepared data: one line per missing dataset or split, the command that prepares it, and
+  ``data_kind`` (humanbench_mini data under a real config, or the reverse, is refused)."""
+  from path_jax.input import sources
+  kind = cfg.get("data_kind", "real")
+  missing, wrong, commands, seen = [], [], [], set()
   for name in cfg.datasets:
     d = cfg.datasets[name]
-    if d.batch_size <= 0:
-      problems.append(f"config.datasets.{name}.batch_size={d.batch_size}: give a positive "
-                      f"number of images per step")
-    elif not shared:
-      pass
-    elif d.batch_size % shards:
-      problems.append(f"config.datasets.{name}.batch_size={d.batch_size} is not a multiple of "
-                      f"the {shards} batch shards of mesh {dict(mesh.shape)}")
-    if shared and d.batch_size % num_hosts:
-      problems.append(f"config.datasets.{name}.batch_size={d.batch_size} does not split over "
-                      f"{num_hosts} hosts")
-    if not check_data:
-      continue
+    data_dir = _dataset_dir(d, cfg.data_dir)
     checks = [(d.tfds_name, d.split)] if cfg.mode in ("pretrain", "finetune") else []
     eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
     checks += [(eval_name, s) for s in str(d.get("eval_split", "") or "").split("+") if s]
     for tfds_name, split in checks:
+      if (tfds_name, data_dir) in seen:
+        continue
       try:
-        sources.check_prepared(tfds_name, split, _dataset_dir(d, cfg.data_dir))
-      except (FileNotFoundError, ValueError) as e:
-        problems.append(f"config.datasets.{name}: {e}")
-  if problems:
-    unit = math.lcm(shards, num_hosts)
-    if any("not a multiple" in p or "does not split" in p for p in problems):
-      problems.append(f"every sub-batch must be a multiple of {unit} on this mesh: set the "
-                      f"batch sizes, or for the pretraining configs (configs/vitb.py, vitl.py) "
-                      f"pass ':divisor={unit}' (e.g. --config=configs/vitb.py:divisor={unit})")
-    raise ValueError("the config does not fit this run:\n  " + "\n  ".join(problems))
+        folder = sources.check_prepared(tfds_name, split, data_dir)
+      except FileNotFoundError:
+        seen.add((tfds_name, data_dir))
+        missing.append(f"config.datasets.{name}: {tfds_name!r} is not prepared in {data_dir}")
+        commands.append(MINI_BUILD.format(data_dir=data_dir) if kind == "humanbench_mini" else
+                        f"python data/build.py {tfds_name} --manual_dir=<its source folder, "
+                        f"layout in data/README.md> --data_dir={data_dir}")
+        continue
+      except ValueError as e:
+        missing.append(f"config.datasets.{name}: {e}")
+        continue
+      if (tfds_name, data_dir, "kind") in seen:
+        continue
+      seen.add((tfds_name, data_dir, "kind"))
+      built = sources.data_kind(folder)
+      if built != kind:
+        wrong.append(
+            f"config.datasets.{name}: {folder} holds {built} data, but config.data_kind="
+            f"{kind!r}; " + (
+                f"the synthetic humanbench_mini sets reuse the real datasets' names: point "
+                f"--config.data_dir at the real prepared data (or build it with data/build.py)"
+                if kind == "real" else
+                f"rebuild humanbench_mini there ({MINI_BUILD.format(data_dir=data_dir)}) or "
+                f"point --config.data_dir at it"))
+  out = missing + wrong
+  if commands:
+    out.append("prepare the missing data with:\n      " + "\n      ".join(dict.fromkeys(commands)))
+  if missing:
+    out.append("or point the run at prepared data with --config.data_dir=DIR (a dataset's own "
+               "--config.datasets.<name>.data_dir wins)")
+  return out
 
 
 def apply_protocol(cfg: ml_collections.ConfigDict) -> None:
@@ -232,6 +302,7 @@ def setup(cfg: ml_collections.ConfigDict, *, devices=None, check_data: bool = Tr
         cfg.datasets[name].data_dir = cfg.data_dir
   apply_protocol(cfg)
   num_hosts = len({d.process_index for d in mesh.devices.flat})
+  adopt_backbone_arch(cfg)
   check_config(cfg, mesh, num_hosts=num_hosts, check_data=check_data)
   placeholders = fill_from_metadata(cfg, placeholders=not check_data)
   model = path_lib.from_config(cfg, platform=mesh_lib.platform(mesh))
@@ -243,7 +314,8 @@ def setup(cfg: ml_collections.ConfigDict, *, devices=None, check_data: bool = Tr
         cfg, placement, apply_rounding=bool(cfg.placement.round_batches))
     if problems:
       raise ValueError("the config does not fit this placement:\n  " + "\n  ".join(problems))
-  make_tx = functools.partial(optim.make_optimizer, cfg.optimizer)
+  make_tx = functools.partial(optim.make_optimizer, cfg.optimizer,
+                              num_steps=int(cfg.train.num_steps))
   image_shapes = {n: tuple(cfg.datasets[n].image_size) for n in cfg.datasets}
   return Setup(cfg, mesh, model, make_tx, image_shapes, rules_lib.rules_from_config(cfg.mesh),
                placeholders, placement)
@@ -300,6 +372,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for line in info.report.lines():
     logging.info("sharding: %s", line)
   latest = checkpointer.latest_step()
+  logging.info("%s the train state (%.1f M parameters)...",
+               "restoring" if latest is not None else "initialising",
+               sum(math.prod(x.shape) for x in jax.tree.leaves(abstract.params)) / 1e6)
   if latest is not None:
     state, meta = checkpointer.restore(abstract, iterator=iterator)
     logging.info("resumed from step %d of %s", int(state.step), workdir)
@@ -311,7 +386,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       state = load_backbone_into(state, cfg.finetune.init_from, strict=cfg.finetune.strict)
     elapsed0 = 0.0
 
-  schedule = optim.make_schedule(cfg.optimizer)
+  schedule = optim.make_schedule(cfg.optimizer, int(cfg.train.num_steps))
   step_fn = make_step(s, info, schedule)
   weights = jnp.asarray(loss_weights(cfg, model))
   rng = jax.random.key(cfg.seed)
@@ -335,15 +410,28 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   step = int(jax.device_get(state.step))
   metrics = None
   preempted = False
-  with ckpt_lib.PreemptionHandler() as preemption:
+  from path_jax import watchdog as watchdog_lib
+  with ckpt_lib.PreemptionHandler() as preemption, \
+      watchdog_lib.StopWatchdog(cfg.train.stop_timeout_s) as watch:
     while step < total:
+      watch.phase(f"step {step + 1}: reading its input batch")
       t_wait = time.perf_counter()
       host_batch = next(iterator)
       wait = time.perf_counter() - t_wait
       batch = to_global_batch(s, host_batch)
       profiler.step(step, metrics)
+      first = metrics is None
+      if first:
+        watch.phase(f"step {step + 1}: compiling the train step")
+        logging.info("compiling the train step (%d datasets, %d images/step)...",
+                     len(images_per_step), sum(images_per_step.values()))
+        t_compile = time.perf_counter()
       state, metrics = step_fn(state, batch, weights, rng)
+      if first:
+        logging.info("train step compiled and dispatched in %.1f s",
+                     time.perf_counter() - t_compile)
       step += 1
+      watch.phase(f"step {step}: waiting for the device (metrics of step {step - 1})")
       logger.update(step, metrics, images=images_per_step, data_wait_s=wait,
                     data_stats=iterator.stats())
       if logger.last_fetched:   # host values one step late: no extra device sync
@@ -351,24 +439,33 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                              logger.last_fetched_step)
       stop = preemption.should_stop(step)
       if stop or checkpointer.should_save(step) or step == total:
+        watch.phase(f"saving the checkpoint of step {step} (waits for the step to finish)")
         with logger.paused():
           checkpointer.save(step, state, iterator, metadata(step), force=stop or step == total)
       if stop:
         preempted = True
-        logging.warning("preemption signal: checkpoint of step %d saved, exiting", step)
+        watch.phase(f"writing the checkpoint of step {step} to disk")
+        with logger.paused():
+          checkpointer.wait()
+        logging.warning("preemption signal: checkpoint of step %d saved, exiting (exit code 75: "
+                        "run the same command again to resume)", step)
         break
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < total:
+        watch.phase(f"step {step}: periodic evaluation")
         with logger.paused():
           _periodic_eval(cfg, s, state, logger, step)
-  profiler.stop(metrics)
-  with logger.paused():
-    checkpointer.wait()
+    watch.phase("finishing: the last checkpoint's writes")
+    profiler.stop(metrics)
+    with logger.paused():
+      checkpointer.wait()
   result: dict[str, Any] = {"step": step, "preempted": preempted}
   if cfg.mode == "finetune" and not preempted:
     with logger.paused():
       result["eval"] = run_evaluation(cfg, s, state.params, state.batch_stats, workdir,
                                       writer=logger.writer, step=step)
   logger.close()
+  result["final_metrics"] = dict(logger.last_fetched)
+  result["final_step"] = logger.last_fetched_step
   checkpointer.close()
   iterator.close()
   return result
@@ -431,8 +528,128 @@ def load_backbone_into(state, path: str, *, strict: bool = False):
                         loaded, template)
   params = dict(state.params)
   params["backbone"] = new_bb
-  logging.info("backbone initialised from %s (%s)", path, arch.get("variant", "?"))
+  logging.info("backbone initialised from %s (%s)", path, ", ".join(
+      f"{k} {arch[k]}" for k in ("variant", "width", "depth", "num_heads", "mlp_dim",
+                                 "patch_size", "pos_grid") if k in arch))
   return state.replace(params=params)
+
+
+def adopt_backbone_arch(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
+  """Finetuning or evaluating from ``config.finetune.init_from``: the backbone's architecture is
+  the weights' (an export's backbone.json; a .pth/.safetensors/.npz state dict's tensor shapes).
+  It is written into ``config.model.backbone`` before the model is built, and logged.
+
+  Which config values count as the user's: those that differ from ``configs.common.base_config()``
+  (variant 'B/16', sizes None = the variant's, pos_grid (14, 14), cls_token True: what every
+  configs/finetune/ file gives; a variant other than 'B/16' declares all its sizes). A default
+  value takes the weights'; a user's value that contradicts the weights is refused
+  (:class:`path_jax.config_check.ConfigError` naming both). So configs/demo.py and
+  configs/mini_suite.py, which pin the demo's tiny backbone, load backbones of that shape only
+  (path_jax.suite writes an export's architecture into them first).
+
+  A state dict stores no head count: ``num_heads`` is that of the standard variant with the same
+  sizes (path_jax.model.vit.VARIANTS), else the config's explicit one, else refused. Its grid is
+  adopted over the default only (an explicit ``pos_grid`` is resampled at load) and its cls token
+  is left to the config (the loader drops it or, with ``strict=False``, keeps the initial one).
+  Returns the architecture the model will have; None when the run loads no backbone (or its file
+  is missing or its variant unknown: check_config reports those).
+  """
+  if cfg.mode not in ("finetune", "evaluate") or not cfg.finetune.init_from:
+    return None
+  import re
+  from etils import epath
+  from configs import common
+  from path_jax import config_check
+  from path_jax import export as export_lib
+  from path_jax.model import convert, vit as vit_lib
+  path = epath.Path(cfg.finetune.init_from)
+  b = cfg.model.backbone
+  if not path.exists() or b.variant not in vit_lib.VARIANTS:
+    return None   # check_config names the missing file / the unknown variant
+  sizes = ("width", "depth", "num_heads", "mlp_dim", "patch_size")
+  export_dir = export_lib._export_dir(path)   # the format owner's resolver
+  if export_dir is not None:
+    source = os.fspath(export_dir / "backbone.json")
+    with open(source) as f:
+      arch = json.load(f).get("arch") or {}
+    weights = {k: arch[k] for k in ("variant",) + sizes + ("pos_grid", "cls_token") if k in arch}
+  else:
+    source = f"{path}'s tensor shapes"
+    sd = convert.load_state_dict(os.fspath(path))
+    if "patch_embed.proj.weight" not in sd or "blocks.0.mlp.fc1.weight" not in sd:
+      return None   # not a ViT backbone: the loader names what is missing
+    kernel = sd["patch_embed.proj.weight"]
+    weights = dict(width=int(kernel.shape[0]), patch_size=int(kernel.shape[-1]),
+                   depth=1 + max(int(m.group(1)) for k in sd
+                                 if (m := re.match(r"blocks\.(\d+)\.", k))),
+                   mlp_dim=int(sd["blocks.0.mlp.fc1.weight"].shape[0]))
+    rows = int(np.prod(sd["pos_embed"].shape[:-1])) if "pos_embed" in sd else 0
+    for n in (rows, rows - 1):      # a square grid, or a cls row + a square grid
+      side = math.isqrt(max(n, 0))
+      if n > 0 and side * side == n:
+        weights["pos_grid"] = [side, side]
+        break
+    same = [v for v, (w, d, h, m, p) in vit_lib.VARIANTS.items()
+            if (w, d, m, p) == tuple(weights[k] for k in ("width", "depth", "mlp_dim",
+                                                          "patch_size"))]
+    if same:
+      weights.update(variant=same[0], num_heads=vit_lib.VARIANTS[same[0]][2])
+  default = common.base_config().model.backbone
+  have = export_lib.arch_from_config(b)
+
+  def explicit(k):
+    if k in sizes:
+      return b.get(k, None) is not None or b.variant != default.variant
+    return json.dumps(list(b[k]) if k == "pos_grid" else b[k]) != json.dumps(
+        list(default[k]) if k == "pos_grid" else default[k])
+
+  def shown(k):
+    if k in sizes and b.get(k, None) is None:
+      return f"variant={b.variant!r} (its {k} {have[k]})"
+    return f"{k}={have[k]!r}"
+
+  problems, adopt = [], {}
+  for k in sizes + ("pos_grid", "cls_token"):
+    if k not in weights:
+      if k == "num_heads" and not explicit(k):
+        problems.append(
+            f"config.model.backbone.num_heads: a state dict stores no head count and {source} "
+            f"({', '.join(f'{j} {weights[j]}' for j in sizes if j in weights)}) match no "
+            f"standard variant ({sorted(vit_lib.VARIANTS)}); set "
+            f"--config.model.backbone.num_heads to the head count it was trained with")
+      continue
+    want = weights[k]
+    if json.dumps(list(want) if k == "pos_grid" else want) == json.dumps(
+        list(have[k]) if k == "pos_grid" else have[k]):
+      continue
+    if export_dir is None and k in ("pos_grid", "num_heads") and explicit(k):
+      continue   # the loader resamples the file's grid; its head count was only a guess
+    if explicit(k):
+      problems.append(
+          f"config.model.backbone.{shown(k)} but the backbone to load ({source}) has {k} "
+          f"{want!r}: drop the override (the weights decide the architecture) or load a "
+          f"backbone with {k} {have[k]!r} (config.finetune.init_from)")
+    else:
+      adopt[k] = want
+  if problems:
+    raise config_check.ConfigError(
+        problems, "the config contradicts the backbone it loads (config.finetune.init_from)")
+  before = {k: have[k] for k in adopt}
+  if any(k in sizes for k in adopt):
+    if "variant" in weights:
+      b.variant = str(weights["variant"])
+    for k in sizes:   # all explicit, so the variant name cannot change them
+      b[k] = int(adopt.get(k, have[k]))
+  if "pos_grid" in adopt:
+    b.pos_grid = tuple(int(g) for g in adopt["pos_grid"])
+  if "cls_token" in adopt:
+    b.cls_token = bool(adopt["cls_token"])
+  result = export_lib.arch_from_config(b)
+  logging.info(
+      "backbone architecture from %s: %s%s", source,
+      ", ".join(f"{k} {result[k]}" for k in ("variant",) + sizes + ("pos_grid", "cls_token")),
+      f" (adopted {', '.join(adopt)}; the config had {before})" if adopt else "")
+  return result
 
 
 def _periodic_eval(cfg, s, state, logger, step):
@@ -590,8 +807,51 @@ def export(cfg: ml_collections.ConfigDict, workdir: str) -> str:
   from path_jax import export as export_lib
   export_lib.export_backbone(out, path_lib.backbone_params(state.params), arch,
                              torch_state_dict=cfg.export.torch_state_dict)
-  logging.info("exported the backbone of step %d to %s", int(jax.device_get(state.step)), out)
+  report = export_report(workdir, int(jax.device_get(state.step)), checkpointer.set_aside)
+  if jax.process_index() == 0:
+    with open(os.path.join(out, EXPORT_REPORT), "w") as f:
+      json.dump(report, f, indent=1)
+  logging.info("exported the backbone of step %d to %s", report["step"], out)
+  if report["fallback"]:
+    logging.warning("%s", export_message(report, out))
   return out
+
+
+EXPORT_REPORT = "export_report.json"
+
+
+def export_report(workdir: str, step: int, set_aside) -> dict[str, Any]:
+  """Which step an export came from, and every newer step that was set aside as damaged (by
+  this restore, or earlier: ``checkpoints.corrupt/``), so a fallback export cannot pass
+  unnoticed."""
+  from path_jax import checkpoint as ckpt_lib
+  newer = {}
+  corrupt = os.path.join(workdir, ckpt_lib.CORRUPT_SUBDIR)
+  if os.path.isdir(corrupt):
+    for name in sorted(os.listdir(corrupt)):
+      head = name.split(".")[0]
+      if head.isdigit() and int(head) > step:
+        newer[name] = {"step": int(head), "moved_to": os.path.join(corrupt, name),
+                       "reason": "set aside by an earlier run (see its log)"}
+  for e in set_aside:
+    if int(e["step"]) > step:
+      moved = e.get("moved_to") or ""
+      newer[os.path.basename(str(moved)) or str(e["step"])] = {
+          "step": int(e["step"]), "moved_to": moved and str(moved), "reason": str(e["reason"])}
+  return {"workdir": os.path.abspath(workdir), "step": step, "fallback": bool(newer),
+          "newer_steps_set_aside": sorted(newer.values(), key=lambda r: r["step"])}
+
+
+def export_message(report: Mapping[str, Any], out: str) -> str:
+  """The export's result in words; loud when it is not the newest step."""
+  if not report["fallback"]:
+    return f"exported the backbone of step {report['step']} to {out}"
+  lines = [f"FALLBACK EXPORT: {out} holds step {report['step']}, NOT the newest step of the "
+           f"run; newer checkpoints were damaged and set aside:"]
+  lines += [f"  step {r['step']}: {r['reason']} (now {r['moved_to']})"
+            for r in report["newer_steps_set_aside"]]
+  lines.append("Retrain from the exported step, or repair the damaged step and export again.")
+  return "\n".join(lines)
 
 
 def backbone_arch(cfg) -> dict[str, Any]:

@@ -250,6 +250,8 @@ def test_finetune_config(path):
     assert ds.eval_protocol in ("crowdhuman", "caltech_heavy")
   assert cfg.optimizer.name == "adafactor"
   assert 0 < cfg.optimizer.peak_lr <= 1e-3
+  from path_jax import train
+  train.fill_from_metadata(cfg, placeholders=True)   # counts come from the data
   params = _abstract_params(cfg)
   assert set(params) == {"backbone", f"head_{name}"}
   assert load(path).finetune.protocol == "full"

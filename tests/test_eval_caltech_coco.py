@@ -153,7 +153,8 @@ def heavy_caltech(tmp_path_factory):
   src = str(tmp_path_factory.mktemp("mini_caltech_src"))
   generate.write_detection_coco(src, "mini_caltech", 0, dict(_HEAVY_SCENES))
   data_dir = str(tmp_path_factory.mktemp("mini_caltech_tfds"))
-  build_mod.build("detection/caltech", src, data_dir, strict=True)
+  build_mod.build("detection/caltech", src, data_dir, strict=True,
+                  source="humanbench_mini")   # generated scenes, run under a mini config
   with open(os.path.join(src, "annotations", "val.json")) as f:
     return data_dir, json.load(f)
 

@@ -356,7 +356,8 @@ def test_layer_decay_coverage_and_pos_embed_multiplier():
 
 
 def test_paper_step_schedule():
-  sched = optim.make_schedule(optim.default_config())
+  # The optimiser config alone does not know the run: the paper's is 80k updates.
+  sched = optim.make_schedule(optim.default_config(), num_steps=80_000)
   peak, init = 5e-4, 1e-7
   for t in (0, 750, 1499, 1500, 39_999, 40_000, 59_999, 60_000, 75_999, 76_000, 79_999):
     want = step_lr(t, peak, init, 1500, (40_000, 60_000, 76_000), (0.5, 0.5, 0.5))
@@ -367,7 +368,7 @@ def test_paper_step_schedule():
 
 
 def test_authors_step_schedule():
-  sched = optim.make_schedule(optim.authors_config())
+  sched = optim.make_schedule(optim.authors_config(), num_steps=80_000)
   for t in (0, 1, 1499, 1500, 39_999, 40_000, 59_999, 60_000, 75_999, 76_000):
     want = step_lr(t, 1e-3, 1e-7, 1500, (40_000, 60_000, 76_000), (0.5, 0.2, 0.1))
     assert float(sched(t)) == pytest.approx(want, rel=1e-6), t

@@ -32,10 +32,13 @@ def test_missing_data_names_the_path_and_the_command(tmp_path):
   r = _main(["--config=configs/demo.py", f"--workdir={tmp_path / 'w'}",
              f"--config.data_dir={tmp_path / 'nothing'}", "--config.train.num_steps=1"],
             timeout=300)
-  assert r.returncode != 0
-  assert "data/build.py" in r.stderr and str(tmp_path / "nothing") in r.stderr
-  assert "mini_market" in r.stderr          # the dataset whose data is missing
-  assert not (tmp_path / "w" / "checkpoints").exists()
+  assert r.returncode == 2
+  # the demo's data is humanbench_mini: its own build command, once, and --config.data_dir
+  assert r.stderr.count(f"python -m data.humanbench_mini.build_all --data_dir="
+                        f"{tmp_path / 'nothing'}") == 1
+  assert "--config.data_dir" in r.stderr and "Traceback" not in r.stderr
+  assert "config.datasets.mini_market" in r.stderr   # the dataset whose data is missing
+  assert not (tmp_path / "w").exists()
 
 
 def test_config_override_reaches_the_config():
@@ -152,8 +155,8 @@ def test_sigterm_saves_and_exits_cleanly(mini_data, tmp_path):
     assert time.time() < deadline, "training did not start"
   out, _ = proc.communicate(timeout=600)
   text = "".join(lines) + out
-  assert proc.returncode == 0, text[-3000:]
-  assert "preemption" in text
+  assert proc.returncode == 75, text[-3000:]   # preempted, checkpoint saved: requeue me
+  assert "preemption" in text and "preempted at step" in text
   steps = sorted(int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit())
   assert steps and steps[-1] >= 2
 
@@ -173,6 +176,27 @@ def test_pretrain_export_finetune_evaluate(mini_data, tmp_path):
   out = train.run(exp, str(tmp_path / "pre"))
   assert os.path.exists(os.path.join(out, "backbone.json"))
   assert os.path.exists(os.path.join(out, "backbone.safetensors"))
+  with open(os.path.join(out, train.EXPORT_REPORT)) as f:
+    assert json.load(f)["step"] == 4 and not train.export_report(str(tmp_path / "pre"), 4,
+                                                                    [])["fallback"]
+  # Garble the newest step's largest state file at the same size: the export falls back to
+  # step 2 and says so in its report and message.
+  state_files = [p for p in (tmp_path / "pre" / "checkpoints" / "4" / "state").rglob("*")
+                 if p.is_file()]
+  biggest = max(state_files, key=lambda p: p.stat().st_size)
+  data = bytearray(biggest.read_bytes())
+  mid = len(data) // 2
+  data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+  biggest.write_bytes(bytes(data))
+  exp2 = _tiny_config(mini_data, steps=4, mode="export")
+  exp2.export.output = str(tmp_path / "fallback_export")
+  out2 = train.run(exp2, str(tmp_path / "pre"))
+  with open(os.path.join(out2, train.EXPORT_REPORT)) as f:
+    report = json.load(f)
+  assert report["step"] == 2 and report["fallback"]
+  assert [r["step"] for r in report["newer_steps_set_aside"]] == [4]
+  assert "FALLBACK EXPORT" in train.export_message(report, out2)
+  assert (tmp_path / "pre" / "checkpoints.corrupt" / "4").is_dir()
   ft = demo.get_config("finetune")
   ft.data_dir = mini_data
   ft.model.backbone.update(width=32, depth=2, num_heads=2, mlp_dim=64)

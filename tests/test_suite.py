@@ -87,6 +87,84 @@ def test_overrides_reach_the_dataset_config():
     suite.apply_overrides(cfg, "mini_peta", ["train.num_stepz=3"])
 
 
+def test_per_dataset_overrides_apply_to_their_dataset_only():
+  """--set=key=value reaches every dataset; --set=<dataset>:key=value only that one, after the
+  unprefixed ones whatever the order on the command line."""
+  from configs import mini_suite
+  sets = ["mini_peta:dataset.batch_size=8", "dataset.batch_size=16",
+          "mini_atr:train.num_steps=3", "train.num_steps=20"]
+  peta = mini_suite.get_config("dataset=mini_peta")
+  suite.apply_overrides(peta, "mini_peta", sets)
+  atr = mini_suite.get_config("dataset=mini_atr")
+  suite.apply_overrides(atr, "mini_atr", sets)
+  assert peta.datasets.mini_peta.batch_size == 8 and atr.datasets.mini_atr.batch_size == 16
+  assert peta.train.num_steps == 20 and atr.train.num_steps == 3
+  # train.num_steps alone sets the schedule: its length and its 10 % warm-up follow.
+  from path_jax import optim
+  d = optim.durations(atr.optimizer)
+  assert (d.total_steps, d.warmup_steps) == (3, round(0.3))
+  assert optim.durations(peta.optimizer).warmup_steps == 2
+  with pytest.raises(ValueError, match="dataset:key=value"):
+    suite.apply_overrides(peta, "mini_peta", [":train.num_steps=3"])
+
+
+def test_an_override_for_an_unknown_dataset_lists_the_valid_ones(tmp_path, fake_backbone):
+  with pytest.raises(ValueError) as e:
+    suite.run_suite(backbone=fake_backbone, protocol="full", workdir=str(tmp_path / "w"),
+                    suite="mini", data_dir=str(tmp_path / "none"),
+                    overrides=["market1501:dataset.batch_size=8"])
+  msg = str(e.value)
+  assert "'market1501' is not a dataset of this suite" in msg
+  assert all(n in msg for n in ("mini_atr", "mini_dukemtmc", "mini_peta"))
+  assert not (tmp_path / "w").exists()       # refused before anything ran or was written
+
+
+def test_a_per_dataset_override_reaches_only_its_dataset_in_a_run(tmp_path, fake_backbone):
+  out = suite.run_suite(backbone=fake_backbone, protocol="full", workdir=str(tmp_path / "w"),
+                        suite="mini", datasets=["mini_atr", "mini_mpii"],
+                        data_dir=str(tmp_path / "none"),
+                        overrides=["mini_atr:dataset.batch_sise=8"])
+  recs = out["datasets"]
+  assert recs["mini_atr"]["status"] == "failed" and "batch_sise" in recs["mini_atr"]["reason"]
+  assert recs["mini_mpii"]["status"] == "skipped"
+
+
+def test_random_init_builds_the_suite_architecture_or_the_variant(tmp_path):
+  from configs.demo import BACKBONE
+  from path_jax import export as export_lib
+  for variant, want in ((None, BACKBONE["width"]), ("mu/16", 64)):
+    work = tmp_path / str(variant).replace("/", "_")
+    out = suite.run_suite(backbone=suite.RANDOM_INIT, protocol="full", workdir=str(work),
+                          suite="mini", datasets=["mini_atr"], data_dir=str(tmp_path / "none"),
+                          variant=variant)
+    arch = out["random_init"]["arch"]
+    assert arch["width"] == want, variant
+    with open(work / "random_init_export" / "backbone.json") as f:
+      assert json.load(f)["arch"] == arch                       # what was built
+    _, stored = export_lib.load_backbone(str(work / "random_init_export"))
+    assert stored["width"] == want
+    md = (work / "results.md").read_text()
+    assert "random weights (random_init), ViT " in md and f"width {want}," in md
+  assert out["random_init"]["from"] == "--variant=mu/16"
+  with pytest.raises(ValueError, match="--variant=L/16 applies to --backbone=random_init"):
+    suite.run_suite(backbone=str(tmp_path), protocol="full", workdir=str(tmp_path / "x"),
+                    suite="mini", variant="L/16")
+  with pytest.raises(KeyError, match="unknown ViT variant 'Q/16'"):
+    suite.run_suite(backbone=suite.RANDOM_INIT, protocol="full", workdir=str(tmp_path / "x"),
+                    suite="mini", datasets=["mini_atr"], variant="Q/16")
+
+
+def test_the_table_says_when_chance_was_not_computed(tmp_path, fake_backbone):
+  out = suite.run_suite(backbone=fake_backbone, protocol="full", workdir=str(tmp_path / "w"),
+                        suite="humanbench", datasets=["atr"], data_dir=str(tmp_path / "none"))
+  assert out["chance"] is False
+  assert "No chance row" in (tmp_path / "w" / "results.md").read_text()
+  out = suite.run_suite(backbone=fake_backbone, protocol="full", workdir=str(tmp_path / "m"),
+                        suite="mini", datasets=["mini_atr"], data_dir=str(tmp_path / "none"))
+  assert out["chance"] is True
+  assert "No chance row" not in (tmp_path / "m" / "results.md").read_text()
+
+
 def test_markdown_table_layout():
   results = {
       "suite": "humanbench", "protocol": "full", "backbone": "/x/export",
@@ -151,6 +229,9 @@ def test_demo_pretrain_config_and_refusals(tmp_path):
   with pytest.raises(FileNotFoundError, match="reid/market1501.*build_all --data_dir="):
     suite.run_suite(backbone=suite.DEMO_PRETRAIN, protocol="full", workdir=str(tmp_path / "w"),
                     suite="mini", data_dir=str(tmp_path / "none"))
+  with pytest.raises(ValueError, match="--pretrain_only .* --backbone=demo_pretrain"):
+    suite.run_suite(backbone=suite.RANDOM_INIT, protocol="full", workdir=str(tmp_path / "w"),
+                    suite="mini", pretrain_only=True)
 
 
 def test_paper_rows_cover_table3():
@@ -202,7 +283,10 @@ def test_mpii_head_boxes_reach_pckh(tiny_data):
   assert np.all(np.isnan(sources.open_source("pose/mpii", "train", tiny_data)[0]["head_box"]))
 
   cfg = mini_suite.get_config("dataset=mini_mpii")
+  cfg.data_dir = tiny_data
+  suite.fill_metadata(cfg)           # the joint count comes from the data
   d = cfg.datasets.mini_mpii
+  assert d.num_joints == 16
   perfect, shifted = eval_lib.make_evaluator("pose", d), eval_lib.make_evaluator("pose", d)
   for batch in eval_input.eval_iterator_for("pose", d, val, 4):
     kp = batch["keypoints_image"]
@@ -234,6 +318,31 @@ def test_chance_levels_on_every_mini_set(tiny_data):
   assert got["mini_caltech"]["MR"] > 0.8                       # random boxes miss nearly all
   for name in ("mini_shanghaitech_a", "mini_shanghaitech_b"):
     assert got[name]["mse"] >= got[name]["mae"] > 0
+
+
+@pytest.mark.slow
+def test_pretrain_only_prints_the_demo_export(tmp_path):
+  """``python -m path_jax.suite --suite=mini --backbone=demo_pretrain --pretrain_only``: the
+  demo backbone pretrained (2 steps here) and exported; the path printed, nothing finetuned."""
+  from configs import mini_suite
+  from data.humanbench_mini import build_all
+  data = str(tmp_path / "tfds")
+  build_all.build_all(data, only=mini_suite.PRETRAIN_SETS)   # enough identities for P x K
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
+      f for f in os.environ.get("XLA_FLAGS", "").split()
+      if "xla_force_host_platform_device_count" not in f))
+  work = tmp_path / "w"
+  proc = subprocess.run(
+      [sys.executable, "-m", "path_jax.suite", "--suite=mini", f"--backbone={suite.DEMO_PRETRAIN}",
+       "--pretrain_only", "--pretrain_steps=2", f"--workdir={work}", f"--data_dir={data}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  export = work / "pretrain" / "export"
+  assert f"exported to {export}" in proc.stdout
+  with open(export / "backbone.json") as f:
+    from configs.demo import BACKBONE
+    assert json.load(f)["arch"]["width"] == BACKBONE["width"]
+  assert not (work / "results.json").exists()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -249,7 +249,7 @@ def test_attribute_marks():
   pred = {"pred": np.array([[1, 1, 0, 1], [1, 0, 0, 0]], bool),
           "probs": np.array([[0.9, 0.8, 0.2, 0.7], [0.9, 0.1, 0.1, 0.1]])}
   lines = attr_vis.attribute_lines(pred["pred"][0], pred["probs"][0], batch["labels"][0], names)
-  assert lines[0][0] == "1 right 1 wrong 1 missed"
+  assert lines[0][0] == "1 right, 1 wrong, 1 missed"
   assert [(t[0], c) for t, c in lines[1:]] == [(" ", vis.CORRECT), ("+", vis.WRONG),
                                                ("-", vis.MISSED), ("?", vis.NEUTRAL)]
   first = attr_vis.draw(batch, pred, {}, max_examples=1, names=names)
@@ -294,3 +294,101 @@ def test_reid_frames():
   assert _px(out, PAD + f + 5, x1 + f + 5) == (200, 200, 200)
   assert _px(out, row1, x1) == vis.WRONG
   np.testing.assert_array_equal(out, reid_vis.draw(query, gallery, None, 2, top_k=2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Caption text (issue 15): words stay apart, distances say something, attributes have names.
+
+
+def _captured(monkeypatch):
+  """Records the lines of every caption drawn (as strings)."""
+  lines = []
+  real = vis.caption
+
+  def caption(image, items, **kw):
+    lines.extend(t if isinstance(t, str) else t[0] for t in items)
+    return real(image, items, **kw)
+
+  monkeypatch.setattr(vis, "caption", caption)
+  return lines
+
+
+def test_caption_spaces_separate_words():
+  out = vis.caption(np.zeros((0, 200, 3), np.uint8), ["3 right"])
+  ink = np.any(out != np.asarray(vis.BACKGROUND, np.uint8), axis=(0, 2))
+  cols = np.nonzero(ink)[0]
+  gaps = np.diff(cols) - 1                     # blank columns between inked ones
+  assert gaps.max() >= vis.SPACE_WIDTH         # the space; letters are at most 2 apart
+  assert sorted(gaps)[-2] <= 2
+  assert vis.text_width("3 right") == vis.text_width("3") + vis.SPACE_WIDTH + vis.text_width(
+      "right")
+  assert cols.max() + 1 <= 2 + vis.text_width("3 right")   # the caption width covers the ink
+
+
+def test_reid_captions_show_cosine_similarity_with_enough_digits(monkeypatch):
+  assert reid_vis.similarity_digits(np.array([0.5, 0.2])) == 3
+  assert reid_vis.similarity_digits(np.array([0.9988, 0.998])) == 4
+  assert reid_vis.similarity_digits(np.array([0.99999, 0.9])) == 6
+  assert reid_vis.similarity_digits(np.array([1.0, np.nan])) == 3
+  # Features of a briefly trained model: one shared direction plus a little of their own, so
+  # every squared distance reads 0.00 with two decimals.
+  rng = np.random.default_rng(0)
+  common = np.zeros(16)
+  common[0] = 1.0
+  q = common + 0.02 * rng.normal(size=(2, 16))
+  g = common + 0.02 * rng.normal(size=(5, 16))
+  lines = _captured(monkeypatch)
+  reid_vis.draw({"image": _grey(2, 40, 96), "feature": q, "person_id": np.array([1, 2])},
+                {"image": _grey(5, 40, 96), "feature": g, "person_id": np.arange(5)},
+                None, max_examples=2, top_k=3)
+  shown = [l for l in lines if l.startswith("cos ")]
+  assert len(shown) == 6
+  n = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  cos = n(q) @ n(g).T
+  best = np.sort(cos, axis=1)[:, ::-1][:, :3]
+  digits = reid_vis.similarity_digits(best)
+  assert digits >= 4
+  assert shown == [f"cos {c:.{digits}f}" for c in best.reshape(-1)]
+  # The old caption (squared distance of normalised features, 2 decimals) was one value for all.
+  assert {f"d {2 - 2 * c:.2f}" for c in best.reshape(-1)} == {"d 0.01"}
+  assert len(set(shown)) >= 5                  # the new one tells the matches apart
+  assert not any(l.startswith("d ") for l in lines)
+
+
+def _prepared(root, name, meta):
+  folder = root / name / "1.0.0"
+  folder.mkdir(parents=True)
+  (folder / "dataset_info.json").write_text('{"splits": []}')
+  if meta is not None:
+    (folder / "metadata.json").write_text(__import__("json").dumps(meta))
+
+
+def test_attribute_names_from_the_prepared_metadata(tmp_path, monkeypatch):
+  import ml_collections
+  _prepared(tmp_path, "attributes/named", {"attr_names": ["hat", "bag"], "num_attributes": 2})
+  _prepared(tmp_path, "attributes/three", {"attr_names": ["a", "b", "c"]})
+  _prepared(tmp_path, "attributes/bare", {"num_attributes": 2})
+  _prepared(tmp_path, "attributes/nometa", None)
+  batch = {"image": _grey(1, 60, 32), "labels": np.array([[1, 1]], np.int8)}
+  pred = {"pred": np.array([[1, 0]], bool), "probs": np.array([[0.9, 0.3]])}
+
+  def names_drawn(cfg):
+    lines = _captured(monkeypatch)
+    attr_vis.draw(batch, pred, cfg, 1)
+    monkeypatch.undo()
+    return [l.split()[-2] for l in lines[1:]]   # "  hat 0.90" / "- bag 0.30"
+
+  def d(name, **kw):   # the dataset config train._pictures passes
+    return ml_collections.ConfigDict(dict(task="attributes", tfds_name=name,
+                                          data_dir=str(tmp_path), **kw))
+
+  assert names_drawn(d("attributes/named")) == ["hat", "bag"]
+  assert attr_vis.dataset_attribute_names(d("attributes/named"), 2) == ["hat", "bag"]
+  # Wrong count, no names, no metadata, nothing prepared, no config: numbered.
+  for cfg in (d("attributes/three"), d("attributes/bare"), d("attributes/nometa"),
+              d("attributes/absent"), {}, None):
+    assert attr_vis.dataset_attribute_names(cfg, 2) == ["attr_0", "attr_1"]
+  assert names_drawn({}) == ["attr_0", "attr_1"]
+  # Names in the config win over the metadata.
+  assert names_drawn(d("attributes/named", attribute_names=("male", "skirt"))) == ["male",
+                                                                                  "skirt"]

@@ -16,6 +16,20 @@ Protocols (paper §3.2): ``finetune.protocol`` 'full' (default), 'head' (backbon
 ``:protocol=partial`` also applies that protocol's optimiser settings where the authors recorded
 them (attributes and detection: weight decay 0, and head lr for attributes).
 
+Counts from the data: ReID identities (``num_classes``), attributes (``num_attributes``) and
+joints (``num_joints``) are left None, so each run takes them from the prepared dataset's
+``metadata.json`` (path_jax.train.fill_from_metadata): the same config trains a 751-way
+classifier on Market-1501 and a 1,000-way one on a set with 1,000 identities. The paper's counts
+(configs/humanbench.py DOWNSTREAM; each file's comment) are what the real sets give; a value set
+on the command line must agree with the data, or the run stops naming both numbers. Parsing keeps
+its class count (the label maps' ids and flip pairs depend on it), checked against the data too.
+
+Durations follow the run: each recipe's warm-up is stored as a fraction of its own length
+(``optimizer.schedule.warmup_fraction``), decay points as fractions too, and
+``optimizer.schedule.total_steps`` follows ``train.num_steps``; so
+``--config.train.num_steps=250`` gives a 250-step run with the recipe's shape (at the recipe's
+length, exactly the recipe's numbers: tests/test_finetune_traps.py).
+
 Our optimiser is Adafactor only. Where the authors finetuned with AdamW (pose, parsing, ReID) we
 keep their peak lr, schedule and weight decay: both normalise the update per parameter, and both
 decay as ``p -= lr * wd * p``; their gradient-norm clipping (0.01) becomes Adafactor's update
@@ -31,6 +45,7 @@ from __future__ import annotations
 from typing import Any
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import common, humanbench
 
@@ -41,7 +56,7 @@ RECIPE_DEFAULTS: dict[str, Any] = dict(
     schedule="step",              # 'step' | 'cosine' | 'warmup_cosine' (path_jax.optim.schedules)
     peak_lr=5e-4,
     init_lr=1e-7,                 # 'step' / 'cosine' warm-up start
-    warmup_steps=1500,
+    warmup_steps=1500,            # at ``steps`` (stored as the fraction warmup_steps / steps)
     warmup_factor=0.001,          # 'warmup_cosine' warm-up start factor
     boundary_fractions=(),        # 'step' decay points as fractions of the steps
     factors=(),                   # 'step' factor at each point
@@ -64,7 +79,9 @@ def finetune_config(dataset_name: str, arg: str | None = None, **overrides: Any
 
   ``arg`` is the config file's argument (``protocol=full|head|partial``); ``overrides`` are
   fields of ``RECIPE_DEFAULTS``. ``optimizer.schedule.total_steps`` follows ``train.num_steps``
-  and 'step' decay points are fractions of it, so ``--config.train.num_steps`` rescales them.
+  (until set), the warm-up and the 'step' decay points are fractions of it, so
+  ``--config.train.num_steps`` rescales them. The dataset's counts are left to its prepared
+  data (:func:`counts_from_data`).
   """
   from path_jax import optim
 
@@ -88,7 +105,7 @@ def finetune_config(dataset_name: str, arg: str | None = None, **overrides: Any
   c.model.backbone.drop_path_rate = float(recipe["drop_path_rate"])
   c.model.projector.enabled = False
 
-  ds = humanbench.downstream_dataset(dataset_name, c.get_ref("data_dir"))
+  ds = counts_from_data(humanbench.downstream_dataset(dataset_name, c.get_ref("data_dir")))
   if recipe["batch_size"] is not None:
     ds.batch_size = int(recipe["batch_size"])
   c.datasets = ml_collections.ConfigDict({dataset_name: ds})
@@ -107,11 +124,26 @@ def finetune_config(dataset_name: str, arg: str | None = None, **overrides: Any
   s = o.schedule
   s.name = recipe["schedule"]
   s.init_lr = float(recipe["init_lr"])
-  s.warmup_steps = int(recipe["warmup_steps"])
+  s.warmup_steps = None
+  s.warmup_fraction = int(recipe["warmup_steps"]) / int(recipe["steps"])
   s.warmup_factor = float(recipe["warmup_factor"])
   s.boundary_fractions = tuple(float(f) for f in recipe["boundary_fractions"])
   s.factors = tuple(float(f) for f in recipe["factors"])
   s.eta_min = float(recipe["eta_min"])
   c.optimizer = o
-  c.optimizer.schedule.total_steps = c.train.get_ref("num_steps")
+  c.optimizer.schedule.total_steps = c.train.get_ref("num_steps").identity()
   return c
+
+
+# Per task, the dataset fields a run takes from the prepared data's metadata.json when None.
+COUNT_FIELDS = {"reid": ("num_classes",), "attributes": ("num_attributes", "positive_ratios"),
+                "pose": ("num_joints",)}
+
+
+def counts_from_data(ds: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Leaves ``ds``'s counts (:data:`COUNT_FIELDS`) to the prepared data: None placeholders, which
+  ``--config.datasets.<name>.<field>=N`` can still set (then it must agree with the data)."""
+  for field in COUNT_FIELDS.get(ds.task, ()):
+    kind = tuple if field == "positive_ratios" else int
+    ds[field] = config_dict.placeholder(kind)
+  return ds

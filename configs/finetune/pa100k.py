@@ -12,6 +12,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # 0.3. SGD -> Adafactor with PETA's Adafactor lr (1e-5 -> 1e-3) and decay 0.05 (see
   # configs/finetune/__init__.py). Head protocol: Adafactor to 1e-1 without decay (PETA's head
   # recipe); partial: decay 0. Backbone lr x0.5 and head decay 0 not expressible.
+  # Counts from the prepared data's metadata.json (paper: PA-100K: 26 attributes).
   return finetune_config(
       "pa100k", arg, steps=42_187, schedule="step", peak_lr=1e-3, init_lr=1e-5,
       warmup_steps=500, boundary_fractions=(31_640 / 42_187, 40_077 / 42_187),

@@ -11,6 +11,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # 37,156 steps (75 % / 90 %), 64 images per step (35 epochs), positional-embedding lr x2,
   # drop-path 0.2. SGD -> Adafactor as PA-100k (PETA's lr and decay; warm-up 500 as PA-100k).
   # Head protocol: Adafactor to 1e-1 without decay (PETA's head recipe); partial: decay 0.
+  # Counts from the prepared data's metadata.json (paper: RAPv2: 54 attributes).
   return finetune_config(
       "rapv2", arg, steps=37_156, schedule="step", peak_lr=1e-3, init_lr=1e-5,
       warmup_steps=500, boundary_fractions=(27_867 / 37_156, 33_440 / 37_156),

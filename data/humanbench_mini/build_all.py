@@ -42,7 +42,8 @@ def build_all(data_dir: str, sources: str | None = None, seed: int = 0, size: st
     manual_dir = os.path.join(sources, entry["path"])
     for full in entry["builds"]:
       t1 = time.perf_counter()
-      final = tfds_build.build(full, manual_dir, data_dir, overwrite=True, strict=True)
+      final = tfds_build.build(full, manual_dir, data_dir, overwrite=True, strict=True,
+                               source="humanbench_mini")
       with open(os.path.join(final, "build_report.json")) as f:
         splits = json.load(f)["splits"]
       index["datasets"][full] = {"mini": name, "task": entry["task"], "role": entry["role"],

@@ -48,6 +48,32 @@ def check_prepared(name: str, split: str, data_dir: str) -> str:
   return info_dir
 
 
+def data_kind(folder: str) -> str:
+  """Which kind of data a prepared dataset's version folder holds: ``'humanbench_mini'`` (the
+  synthetic sets, built under the real datasets' names) or ``'real'``.
+
+  Read from the ``source`` its build recorded in ``build_report.json``; builds older than that
+  record count as humanbench_mini when the data dir's ``humanbench_mini.json`` index lists
+  them."""
+  import json
+  try:
+    with open(os.path.join(folder, "build_report.json")) as f:
+      source = json.load(f).get("source")
+  except (OSError, ValueError):
+    source = None
+  if source:
+    return "humanbench_mini" if source == "humanbench_mini" else "real"
+  config_dir = os.path.dirname(os.path.normpath(folder))
+  builder_dir = os.path.dirname(config_dir)
+  index = os.path.join(os.path.dirname(builder_dir), "humanbench_mini.json")
+  name = f"{os.path.basename(builder_dir)}/{os.path.basename(config_dir)}"
+  try:
+    with open(index) as f:
+      return "humanbench_mini" if name in json.load(f).get("datasets", {}) else "real"
+  except (OSError, ValueError):
+    return "real"
+
+
 def open_source(name: str, split: str, data_dir: str, *, decode_images: bool = True) -> Any:
   """``tfds.data_source(name, split=split, data_dir=data_dir)`` with errors that say what to do.
 

@@ -49,7 +49,8 @@ def default_config() -> ml_collections.ConfigDict:
     freeze_open_last: trainable last blocks for ``freeze='partial'``.
     weight_decay_rules: extra ``(regex, bool)`` rules tried before the default ones.
     group_leaves: run the chain once per group of same-shaped leaves (:mod:`grouping`).
-    schedule: see :func:`schedules.schedule_config`.
+    schedule: see :func:`schedules.schedule_config` (durations follow the run: the paper's
+      1,500 warm-up updates of 80k as a fraction, decay at 50/75/95 % of it).
   """
   return ml_collections.ConfigDict(dict(
       name="adafactor",
@@ -78,11 +79,13 @@ def default_config() -> ml_collections.ConfigDict:
 
 def authors_config() -> ml_collections.ConfigDict:
   """The authors' B-yaml (REFERENCE.md §4.1/§4.4/§4.6): peak 1e-3, step schedule at
-  40k/60k/76k with factors 0.5/0.2/0.1, ``num_layers`` 12 layer decay with ``lpe_lr``."""
+  40k/60k/76k of 80k with factors 0.5/0.2/0.1, ``num_layers`` 12 layer decay with ``lpe_lr``.
+  The decay points are kept as fractions of the run (50/75/95 %), so a shorter run decays too."""
   cfg = default_config()
   cfg.peak_lr = 1e-3
   cfg.authors_num_layers = 12
-  cfg.schedule.boundaries = (40_000, 60_000, 76_000)
+  cfg.schedule.boundary_fractions = tuple(b / schedules.PAPER_STEPS
+                                          for b in (40_000, 60_000, 76_000))
   cfg.schedule.factors = (0.5, 0.2, 0.1)
   return cfg
 
@@ -99,11 +102,13 @@ def _check_fields(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError(f"unknown optimizer.name '{cfg.name}'; use one of {OPTIMIZERS}.")
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTransformation:
+def make_optimizer(cfg: ml_collections.ConfigDict, params, num_steps: int | None = None
+                   ) -> optax.GradientTransformation:
   """Builds the optimiser for ``params`` (arrays or ``jax.ShapeDtypeStruct``s; only paths
-  and shapes are read), with fields from :func:`default_config`."""
+  and shapes are read), with fields from :func:`default_config`; ``num_steps``: the run's length,
+  used when ``schedule.total_steps`` is 0 (:func:`schedules.make_schedule`)."""
   _check_fields(cfg)
-  schedule = schedules.make_schedule(cfg)
+  schedule = schedules.make_schedule(cfg, num_steps)
   stacked_names = tuple(cfg.stacked_names)
   stacked = tree_paths.stacked_axes(params, stacked_names)
   if cfg.layer_decay == 1.0 and cfg.pos_embed_multiplier == 1.0:

@@ -9,15 +9,49 @@ marked by outcome (ASCII marks, the default font has no check marks):
 * ``"? name"`` grey (:data:`~path_jax.visualize.NEUTRAL`): predicted, label missing (-1).
 
 Without labels in the batch every predicted attribute is listed in cyan. A header line counts
-right / wrong / missed.
+right / wrong / missed. Attribute names come from the prepared dataset's ``metadata.json``
+(``attr_names``, written by ``data/attributes``) unless given; ``attr_<i>`` where there are none.
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from absl import logging
 
 from path_jax import visualize as vis
+
+
+def dataset_attribute_names(cfg: Mapping[str, Any], num: int) -> list[str]:
+  """One name per attribute for the dataset config ``cfg``.
+
+  In order: the config's ``attribute_names`` or ``attr_names`` (if set), else ``attr_names`` of
+  the builder's ``metadata.json`` beside the prepared ``tfds_name`` in ``data_dir`` (what
+  :func:`path_jax.train.read_metadata` reads), else ``attr_0 .. attr_{num-1}``. Names from the
+  metadata are used only when there is one per predicted attribute.
+  """
+  def get(key):
+    return None if cfg is None else cfg.get(key, None)
+
+  for key in ("attribute_names", "attr_names"):
+    if get(key):
+      return [str(n) for n in get(key)]
+  names, tfds_name, data_dir = None, get("tfds_name"), get("data_dir")
+  if tfds_name and data_dir:
+    from path_jax.input import sources   # NumPy only, no TensorFlow
+    try:
+      path = os.path.join(sources.dataset_dir(str(tfds_name), str(data_dir)), "metadata.json")
+      with open(path) as f:
+        names = json.load(f).get("attr_names")
+    except (OSError, ValueError) as e:   # not prepared, no metadata, bad JSON: numbered names
+      logging.info("attribute names of %s: none (%s); numbering them", tfds_name, e)
+    if names is not None and len(names) != num:
+      logging.warning("%s has %d attribute names in %s but the head predicts %d attributes; "
+                      "numbering them", tfds_name, len(names), path, num)
+      names = None
+  return [str(n) for n in names] if names else [f"attr_{a}" for a in range(num)]
 
 
 def attribute_lines(pred: np.ndarray, probs: np.ndarray, truth: np.ndarray | None,
@@ -47,7 +81,7 @@ def attribute_lines(pred: np.ndarray, probs: np.ndarray, truth: np.ndarray | Non
   if truth is None:
     header = f"{int(np.sum(pred))} predicted"
   else:
-    header = f"{counts['right']} right {counts['wrong']} wrong {counts['missed']} missed"
+    header = f"{counts['right']} right, {counts['wrong']} wrong, {counts['missed']} missed"
   return [(header, vis.WHITE)] + lines
 
 
@@ -59,8 +93,9 @@ def draw(batch: Mapping[str, Any], predictions: Mapping[str, Any], cfg: Mapping[
   Args:
     batch: ``'image' [B, H, W, 3]``, optional ``'labels' [B, A]`` in {-1, 0, 1}.
     predictions: :meth:`AttributeTask.decode` output: ``'pred' [B, A]`` bool and ``'probs'``.
-    cfg: the dataset config; ``names`` defaults to its ``attr_names`` if it has one (the TFDS
-      metadata of ``data/attributes`` carries them), else ``attr_0 .. attr_{A-1}``.
+    cfg: the dataset config; ``names`` default to :func:`dataset_attribute_names` (the
+      config's ``attribute_names``/``attr_names``, else the prepared data's metadata via
+      ``tfds_name`` and ``data_dir``, else ``attr_0 .. attr_{A-1}``).
     max_lines: longer lists are cut, with a count of the rest. max_side: images shrink to this.
   """
   images, = vis.take(batch, ["image"], "attributes batch")
@@ -69,11 +104,11 @@ def draw(batch: Mapping[str, Any], predictions: Mapping[str, Any], cfg: Mapping[
   probs = np.asarray(predictions.get("probs", pred), np.float64)
   n = vis.num_examples(images.shape[0], max_examples)
   num = pred.shape[1]
-  names = list(names if names is not None else cfg.get("attr_names", None) or
-               [f"attr_{a}" for a in range(num)])
+  names = list(names if names is not None else dataset_attribute_names(cfg, num))
   if len(names) != num:
     raise ValueError(f"{len(names)} attribute names for {num} predicted attributes; pass one name "
-                     "per attribute (draw(..., names=...) or the dataset config's attr_names).")
+                     "per attribute (draw(..., names=...) or the dataset config's "
+                     "attribute_names).")
   truth = np.asarray(batch["labels"]) if "labels" in batch else None
   tiles = []
   for i in range(n):

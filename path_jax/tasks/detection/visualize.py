@@ -2,7 +2,8 @@
 
 On each (unpadded) image: ignore regions hatched grey (:data:`path_jax.visualize.NEUTRAL`),
 true boxes in magenta, predicted boxes scoring at least ``score_threshold`` in cyan with their
-score written above them (predictions drawn last, highest score on top). Boxes are outlined on
+score written above them (predictions drawn last, highest score on top; when none reaches the
+threshold, the caption gives the best score). Boxes are outlined on
 the pixels they cover (continuous coordinates: a box from x1 to x2 covers columns
 ``floor(x1) .. ceil(x2) - 1``).
 """
@@ -104,7 +105,10 @@ def draw(batch: Mapping[str, Any], predictions: Mapping[str, Any], cfg: Mapping[
       label = f"{scores[i, q]:.2f}"
       ty = rect[1] - vis.LINE_HEIGHT if rect[1] >= vis.LINE_HEIGHT else rect[1] + line_width
       d.text((rect[0] + line_width, ty), label, fill=vis.PRED, font=vis.font())
-    lines = [(f"{len(order)} predicted >= {score_threshold:g}", vis.PRED)]
+    shown = f"{len(order)} predicted >= {score_threshold:g}"
+    if not len(order) and scores.shape[1]:   # say how far below the threshold the best one is
+      shown += f" (best {float(np.max(scores[i])):.2f})"
+    lines = [(shown, vis.PRED)]
     if "boxes" in batch:
       lines.append((f"{num_true} true", vis.TRUE))
     tiles.append(vis.caption(np.asarray(pil), lines))

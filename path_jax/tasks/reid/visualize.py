@@ -3,7 +3,9 @@
 One row per query: the query framed grey (:data:`path_jax.visualize.NEUTRAL`), then its ``top_k``
 nearest gallery images in rank order, each framed green (:data:`~path_jax.visualize.CORRECT`)
 when it shows the query's identity and red (:data:`~path_jax.visualize.WRONG`) when not, with
-its identity and distance written below. Ranking follows the evaluator
+its identity and its cosine similarity to the query (``cos``, of the L2-normalised features;
+ranking by either distance of the evaluator is ranking by it) written below, with enough digits
+to tell the matches apart (:func:`similarity_digits`). Ranking follows the evaluator
 (:mod:`path_jax.tasks.reid.evaluator`): L2-normalised features, the same distance, ties in
 gallery order, and, under the Market-1501 protocol, gallery images of the query's identity
 *and* camera and junk images (identity -1) removed before ranking (when camera ids are given).
@@ -46,6 +48,20 @@ def rank_gallery(query: Mapping[str, Any], gallery: Mapping[str, Any], top_k: in
   return order, best
 
 
+def similarity_digits(cos: np.ndarray, least: int = 3, most: int = 6) -> int:
+  """Decimals that show ``1 - cos`` of the closest match with two significant digits.
+
+  Features of a briefly trained model share a large common direction, so every similarity can
+  be 0.99..: with 3 fixed decimals all would read 0.999 (and the squared distance of
+  normalised features, ``2 - 2 cos``, 0.00). At least ``least``, at most ``most`` decimals.
+  """
+  gap = 1.0 - np.asarray(cos, np.float64)
+  gap = gap[np.isfinite(gap) & (gap > 0)]
+  if not gap.size:
+    return least
+  return int(np.clip(1 - np.floor(np.log10(gap.min())), least, most))
+
+
 def draw(query: Mapping[str, Any], gallery: Mapping[str, Any], cfg: Mapping[str, Any] | None = None,
          max_examples: int = 8, *, top_k: int = 5, metric: str = "euclidean",
          max_side: int | None = 128) -> np.ndarray:
@@ -56,7 +72,8 @@ def draw(query: Mapping[str, Any], gallery: Mapping[str, Any], cfg: Mapping[str,
       ``decode``), ``'person_id' [N]``, optional ``'camera_id' [N]`` (same fields the evaluator
       reads). The first ``max_examples`` queries are drawn.
     cfg: the dataset config (unused; kept for the common signature).
-    top_k: matches per query. metric: ``'euclidean'`` or ``'cosine'`` (as the evaluator).
+    top_k: matches per query. metric: ``'euclidean'`` or ``'cosine'`` (as the evaluator; the
+      captions show the cosine similarity either way).
     max_side: images are shrunk to this first.
   Returns ``[H', W', 3]`` uint8.
   """
@@ -65,9 +82,13 @@ def draw(query: Mapping[str, Any], gallery: Mapping[str, Any], cfg: Mapping[str,
   g_images, = vis.take(gallery, ["image"], "ReID gallery")
   n = vis.num_examples(q_images.shape[0], max_examples)
   sub = {k: np.asarray(v)[:n] for k, v in query.items()}
-  order, dist = rank_gallery(sub, gallery, top_k, metric)
+  order, _ = rank_gallery(sub, gallery, top_k, metric)
   q_ids = np.asarray(query["person_id"]).reshape(-1)
   g_ids = np.asarray(gallery["person_id"]).reshape(-1)
+  qf = l2_normalize(np.asarray(sub["feature"]).reshape(n, -1))
+  gf = l2_normalize(np.asarray(gallery["feature"]).reshape(len(g_ids), -1))
+  cos = np.einsum("qc,qkc->qk", qf, gf[np.maximum(order, 0)])
+  digits = similarity_digits(cos[order >= 0])
   rows = []
   for i in range(n):
     image, _ = vis.fit(vis.as_image(q_images[i], "ReID query image"), max_side)
@@ -80,6 +101,6 @@ def draw(query: Mapping[str, Any], gallery: Mapping[str, Any], cfg: Mapping[str,
       right = g_ids[g] == q_ids[i]
       colour = vis.CORRECT if right else vis.WRONG
       tiles.append(vis.caption(vis.frame(image, colour, FRAME),
-                               [(f"{r + 1}: {g_ids[g]}", colour), f"d {dist[i, r]:.2f}"]))
+                               [(f"{r + 1}: {g_ids[g]}", colour), f"cos {cos[i, r]:.{digits}f}"]))
     rows.append(vis.hstack(tiles))
   return vis.grid(rows, cols=1)
