@@ -172,6 +172,15 @@ class HumanBenchBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   def _static_metadata(self) -> dict[str, Any]:
     return {}
 
+  # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
+  # prepared to <temporary folder>" on stdout for every build; these builds read local files
+  # and data/build.py prints one line with the final folder and the split sizes instead.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   # ---- shared ---------------------------------------------------------------------------------
   def _info(self) -> tfds.core.DatasetInfo:
     meta = tfds.core.MetadataDict()

@@ -270,3 +270,18 @@ def test_slurm_passes_sigterm_to_the_tasks_then_requeues(tmp_path):
   assert p.returncode == 0, err
   assert "saved" in out and "requeueing job 4242" in err
   assert (tmp_path / "scontrol").read_text().split() == ["requeue", "4242"]
+
+
+def test_demo_update_readme_replaces_only_its_block(tmp_path):
+  from path_jax import demo
+  readme = tmp_path / "README.md"
+  readme.write_text(f"intro\n{demo.README_BEGIN}\nold table\n{demo.README_END}\nrest\n")
+  sec = dict(total=301.4, data=12.0, pretrain=250.2, export=3.1, pretrain_eval=9.0,
+             finetune_and_eval=27.1)
+  demo.update_readme("| new | table |", sec, 0, path=str(readme))
+  text = readme.read_text()
+  assert text.startswith("intro\n") and text.endswith("rest\n") and "old table" not in text
+  assert "| new | table |" in text and "301 s in total" in text and "CPU cores" in text
+  readme.write_text("no markers\n")
+  with pytest.raises(ValueError, match="demo:begin"):
+    demo.update_readme("x", sec, 0, path=str(readme))
