@@ -113,6 +113,11 @@ def base_config() -> ml_collections.ConfigDict:
       width=config_dict.placeholder(int), depth=config_dict.placeholder(int),
       num_heads=config_dict.placeholder(int), mlp_dim=config_dict.placeholder(int),
       patch_size=config_dict.placeholder(int)))
+  # Pretraining's starting backbone ('' = random): an MAE / timm / PATH .pth, .safetensors, .npz
+  # or an export directory; the positional embedding is resampled to the backbone's grid, keys
+  # the backbone lacks (MAE's decoder, mask token) are skipped. Applied once, when a run starts
+  # without a checkpoint; a resumed run never re-applies it. (Finetuning: finetune.init_from.)
+  c.model.init_from = ""
   c.model.projector = ml_collections.ConfigDict(dict(
       enabled=True, kind="paper", share="task", dim=0, reduction=8, num_heads=2, mlp_ratio=4,
       se_reduction=16, temperature=config_dict.placeholder(float), layers="blocks"))

@@ -26,6 +26,11 @@ Arguments (comma-separated, e.g. ``configs/vitb.py:scale=8,authors``):
                multiple of their group's devices: path_jax/parallel/PLACEMENT.md).
 ``optimizer.schedule.total_steps`` follows ``train.num_steps`` (one FieldReference: setting
 either sets both), so ``--config.train.num_steps=N`` rescales the decay steps.
+
+The authors start from MAE weights (REFERENCE.md §1.4): download ``mae_pretrain_vit_base.pth`` (the MAE
+release, github.com/facebookresearch/mae) and pass ``--config.model.init_from=/path/mae_pretrain_vit_base.pth``;
+its positional embedding is resampled to the shared grid and its decoder is skipped. Without
+it pretraining starts from random weights. A resumed run never re-applies it.
 """
 from __future__ import annotations
 

@@ -19,6 +19,11 @@ Choices where the L-yaml contradicts itself or the released model:
     (about 42 at the top; REFERENCE.md §4.4).
   * the yaml's peak lr and steps (ViT-B's); the released checkpoint's name suggests lr 5e-4,
     layer decay 0.8 and detection drop-path 0.2 instead, which the yaml does not record.
+
+The authors start from MAE weights (REFERENCE.md §1.4): download ``mae_pretrain_vit_large.pth`` (the MAE
+release, github.com/facebookresearch/mae) and pass ``--config.model.init_from=/path/mae_pretrain_vit_large.pth``;
+its positional embedding is resampled to the shared grid and its decoder is skipped. Without
+it pretraining starts from random weights. A resumed run never re-applies it.
 """
 from __future__ import annotations
 

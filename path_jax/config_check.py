@@ -293,6 +293,13 @@ def field_problems(cfg) -> list[str]:
     if not epath.Path(f.init_from).exists():
       out.append(f"{key}.init_from={f.init_from!r} does not exist: give an export folder "
                  "(WORKDIR/export of a pretraining run) or a .pth/.safetensors/.npz file")
+  init = cfg.model.get("init_from", "")
+  if init and cfg.mode == "pretrain":
+    from etils import epath
+    if not epath.Path(init).exists():
+      out.append(f"config.model.init_from={init!r} does not exist: give the MAE/timm/PATH "
+                 "weights (.pth/.safetensors/.npz) or an export folder to start pretraining from "
+                 "('' = random initialisation)")
   e, key = cfg.evaluate, "config.evaluate"
   number(out, f"{key}.batch_size", e.batch_size, lo=0, integer=True)
   number(out, f"{key}.pictures", e.pictures, lo=0, integer=True)

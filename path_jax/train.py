@@ -380,10 +380,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     logging.info("resumed from step %d of %s", int(state.step), workdir)
     elapsed0 = float(meta.get("elapsed_s", 0.0))
   else:
-    state, info = create_train_state(model, s.make_tx, s.image_shapes, mesh, s.rules,
-                                     seed=cfg.seed, fsdp_min_size=cfg.mesh.fsdp_min_size)
-    if cfg.mode == "finetune" and cfg.finetune.init_from:
-      state = load_backbone_into(state, cfg.finetune.init_from, strict=cfg.finetune.strict)
+    state, info = initial_state(s)
     elapsed0 = 0.0
 
   schedule = optim.make_schedule(cfg.optimizer, int(cfg.train.num_steps))
@@ -469,6 +466,23 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   checkpointer.close()
   iterator.close()
   return result
+
+
+def initial_state(s: Setup):
+  """A fresh run's state: initialised, then its backbone loaded from ``finetune.init_from``
+  (finetuning) or ``model.init_from`` (pretraining from MAE/timm/PATH weights, REFERENCE.md
+  §1.4; heads and projectors stay initialised). Returns ``(state, info)``."""
+  from path_jax.state import create_train_state
+  cfg = s.cfg
+  state, info = create_train_state(s.model, s.make_tx, s.image_shapes, s.mesh, s.rules,
+                                   seed=cfg.seed, fsdp_min_size=cfg.mesh.fsdp_min_size)
+  if cfg.mode == "finetune" and cfg.finetune.init_from:
+    state = load_backbone_into(state, cfg.finetune.init_from, strict=cfg.finetune.strict)
+  elif cfg.mode == "pretrain" and cfg.model.get("init_from", ""):
+    # MAE's file holds its decoder and mask token too: skipped (strict=False), as the authors'
+    # load_checkpoint did.
+    state = load_backbone_into(state, cfg.model.init_from, strict=False)
+  return state, info
 
 
 def host_streams(s: Setup) -> dict[str, tuple[int, int, int]] | None:

@@ -285,3 +285,12 @@ def test_demo_update_readme_replaces_only_its_block(tmp_path):
   readme.write_text("no markers\n")
   with pytest.raises(ValueError, match="demo:begin"):
     demo.update_readme("x", sec, 0, path=str(readme))
+
+
+def test_missing_pretraining_init_from_is_a_config_error(tmp_path):
+  from path_jax import config_check
+  cfg = _demo(**{"model.init_from": str(tmp_path / "mae_pretrain_vit_base.pth")})
+  problems = config_check.field_problems(cfg)
+  assert len(problems) == 1 and problems[0].startswith("config.model.init_from=")
+  (tmp_path / "mae_pretrain_vit_base.pth").write_bytes(b"")
+  assert config_check.field_problems(cfg) == []

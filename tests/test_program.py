@@ -221,3 +221,43 @@ def test_pretrain_export_finetune_evaluate(mini_data, tmp_path):
   np.testing.assert_array_equal(a.params["backbone"]["patch_embed"]["kernel"],
                                 loaded["patch_embed"]["kernel"])
   assert not np.array_equal(a.params["backbone"]["norm"]["scale"], loaded["norm"]["scale"])
+
+
+@pytest.mark.slow
+def test_pretraining_starts_from_mae_weights_once(mini_data, tmp_path, monkeypatch):
+  """config.model.init_from: an MAE-layout .pth ({'model': sd} with the decoder and mask token
+  MAE ships) becomes the backbone of a fresh pretraining run; heads stay initialised; a resumed
+  run does not re-apply it."""
+  pytest.importorskip("torch")
+  from path_jax import train
+  from path_jax.model import convert
+  from path_jax.model import path as path_lib
+  # The "MAE" weights: another seed's backbone in the timm/MAE layout, plus MAE's extra keys.
+  other = _tiny_config(mini_data, steps=2, seed=7)
+  s7, _ = train.initial_state(train.setup(other))
+  sd = convert.export_backbone(jax.device_get(path_lib.backbone_params(s7.params)))
+  width = sd["cls_token"].shape[-1]
+  sd.update({"mask_token": np.zeros((1, 1, width), np.float32),
+             "decoder_embed.weight": np.ones((16, width), np.float32),
+             "decoder_pos_embed": np.zeros((1, 197, 16), np.float32)})
+  mae = tmp_path / "mae_pretrain_vit_tiny.pth"
+  convert.save_state_dict(sd, mae)
+
+  cfg = _tiny_config(mini_data, steps=2, **{"model.init_from": str(mae)})
+  fresh, _ = train.initial_state(train.setup(cfg))
+  plain, _ = train.initial_state(train.setup(_tiny_config(mini_data, steps=2)))
+  want = jax.device_get(path_lib.backbone_params(s7.params))
+  got = jax.device_get(path_lib.backbone_params(fresh.params))
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  heads = {k: v for k, v in fresh.params.items() if k != "backbone"}
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(heads),
+               jax.device_get({k: v for k, v in plain.params.items() if k != "backbone"}))
+
+  workdir = str(tmp_path / "run")
+  train.run(cfg, workdir)
+
+  def no_fresh_state(*a, **k):
+    raise AssertionError("a resumed run must not initialise (nor re-load init_from)")
+  monkeypatch.setattr(train, "initial_state", no_fresh_state)
+  more = _tiny_config(mini_data, steps=4, **{"model.init_from": str(mae)})
+  assert train.run(more, workdir)["step"] == 4
