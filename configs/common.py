@@ -137,6 +137,11 @@ def base_config() -> ml_collections.ConfigDict:
       loss_weights="config",         # 'config' (datasets.*.weight) or 'authors' (sample_weight)
       eval_every=0,                  # validation-loss / evaluator hook period (0 = off)
       eval_batches=4,                # batches of the cheap validation loss per dataset
+      # The real evaluators (mAP/CMC, OKS AP, PCKh, mIoU, mA, AP/MR^-2) on every dataset's
+      # eval split every N steps (0 = off), on its first ``metrics_max_examples`` examples per
+      # split (0 = all); written to TensorBoard and WORKDIR/eval_steps/<step>/results.json.
+      metrics_every=0,
+      metrics_max_examples=256,
       profile=ml_collections.ConfigDict(dict(start_step=-1, num_steps=5)),
   ))
   # The schedule's length follows train.num_steps until a config or override sets it (a derived

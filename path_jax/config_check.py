@@ -270,6 +270,9 @@ def field_problems(cfg) -> list[str]:
   choice(out, f"{key}.loss_weights", t.loss_weights, LOSS_WEIGHTS)
   number(out, f"{key}.eval_every", t.eval_every, lo=0, integer=True)
   number(out, f"{key}.eval_batches", t.eval_batches, lo=1, integer=True)
+  number(out, f"{key}.metrics_every", t.get("metrics_every", 0), lo=0, integer=True)
+  number(out, f"{key}.metrics_max_examples", t.get("metrics_max_examples", 0), lo=0,
+         integer=True)
   for i, m in enumerate(t.milestones):
     number(out, f"{key}.milestones[{i}]", m, lo=1, integer=True)
   number(out, f"{key}.profile.num_steps", t.profile.num_steps, lo=1, integer=True)

@@ -111,11 +111,14 @@ def make_predict_fn(model, name: str, task: str, cfg, rules=()):
 
 def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_dir: str,
                      split: str = "", batch_size: int = 0, rules=(), num_workers: int = 0,
-                     keep_examples: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+                     keep_examples: int = 0, max_examples: int = 0
+                     ) -> tuple[dict[str, float], dict[str, Any]]:
   """Evaluates dataset ``name`` on its eval split(s).
 
   Returns ``(metrics, samples)``: the evaluator's result and, when ``keep_examples`` > 0, the
-  first examples' batch fields and predictions (numpy) for pictures.
+  first examples' batch fields and predictions (numpy) for pictures. ``max_examples`` > 0
+  evaluates only the first that many examples of each split (whole batches: up to one batch
+  more), e.g. for metrics during pretraining; the result's ``num_examples`` says how many.
   """
   task = str(cfg.task)
   split = split or str(cfg.get("eval_split", "") or "")
@@ -137,7 +140,10 @@ def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_d
     name_ = str(cfg.get("eval_tfds_name", "") or cfg.tfds_name)
     source = sources.open_source(name_, part, data_dir)
     it = eval_input.eval_iterator_for(task, cfg, source, per_host, num_workers=num_workers)
+    seen = 0
     for batch in it:
+      if max_examples and seen >= max_examples:
+        break
       if task == "reid":
         batch["is_query"] = np.full(batch["mask"].shape, part == "query")
       batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and v.dtype != object}
@@ -150,6 +156,7 @@ def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_d
       full = jax.tree.map(np.asarray, full)
       evaluator.update(preds, full)
       n += int(np.sum(full["mask"]))
+      seen += int(np.sum(full["mask"]))
       if kept < keep_examples:
         samples["batch"].append(full)
         samples["predictions"].append(preds)

@@ -451,6 +451,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         watch.phase(f"step {step}: periodic evaluation")
         with logger.paused():
           _periodic_eval(cfg, s, state, logger, step)
+      every = int(cfg.train.get("metrics_every", 0) or 0)
+      if every and step % every == 0:
+        watch.phase(f"step {step}: task metrics on the eval splits")
+        with logger.paused():
+          run_evaluation(cfg, s, state.params, state.batch_stats, workdir, writer=logger.writer,
+                         step=step, output=os.path.join(workdir, "eval_steps", str(step)),
+                         max_examples=int(cfg.train.metrics_max_examples))
     watch.phase("finishing: the last checkpoint's writes")
     profiler.stop(metrics)
     with logger.paused():
@@ -727,11 +734,13 @@ def _val_loss_fn(model, name, rules):
 # Evaluation and export.
 
 
-def run_evaluation(cfg, s, params, batch_stats, workdir, *, writer=None, step=0
-                   ) -> dict[str, dict[str, float]]:
-  """Evaluates every dataset with an eval split; writes eval/results.json (+ pictures)."""
+def run_evaluation(cfg, s, params, batch_stats, workdir, *, writer=None, step=0, output="",
+                   max_examples: int = 0) -> dict[str, dict[str, float]]:
+  """Evaluates every dataset with an eval split; writes results.json (+ pictures) into
+  ``output`` (default ``config.evaluate.output`` or WORKDIR/eval). ``max_examples`` > 0: only
+  the first that many examples of each split (task metrics during pretraining)."""
   from path_jax import evaluate as eval_lib
-  out_dir = cfg.evaluate.output or os.path.join(workdir, "eval")
+  out_dir = output or cfg.evaluate.output or os.path.join(workdir, "eval")
   results = {}
   for spec in s.model.datasets:
     d = cfg.datasets[spec.name]
@@ -743,7 +752,7 @@ def run_evaluation(cfg, s, params, batch_stats, workdir, *, writer=None, step=0
     metrics, samples = eval_lib.evaluate_dataset(
         s.model, params, batch_stats, spec.name, d, mesh=s.mesh, data_dir=d.data_dir,
         split=split, batch_size=cfg.evaluate.batch_size, rules=s.rules,
-        num_workers=cfg.input.num_workers, keep_examples=keep)
+        num_workers=cfg.input.num_workers, keep_examples=keep, max_examples=max_examples)
     results[spec.name] = metrics
     if samples and cfg.evaluate.pictures and jax.process_index() == 0:
       _pictures(out_dir, spec, d, samples, cfg.evaluate.pictures, writer, step)

@@ -167,9 +167,20 @@ def test_pretrain_export_finetune_evaluate(mini_data, tmp_path):
   from path_jax import train
   from configs import demo
   pre = _tiny_config(mini_data, steps=4, **{"train.eval_every": 2, "train.eval_batches": 1,
+                                              "train.metrics_every": 2,
+                                              "train.metrics_max_examples": 8,
                                               "train.profile.start_step": 1,
                                               "train.profile.num_steps": 1})
   train.run(pre, str(tmp_path / "pre"))
+  # Task metrics during pretraining: the real evaluators on the first examples of each eval
+  # split, every 2 steps, one results.json per step.
+  for step in (2, 4):
+    with open(tmp_path / "pre" / "eval_steps" / str(step) / "results.json") as f:
+      metrics = json.load(f)
+    assert set(metrics) == {"mini_coco", "mini_pa100k"}
+    assert 0.0 <= metrics["mini_pa100k"]["mA"] <= 1.0 and metrics["mini_coco"]["EPE"] > 0
+    # bounded: whole batches of the eval batch size (8) until 8 examples are seen
+    assert all(8 <= m["num_examples"] <= 8 + 8 for m in metrics.values()), metrics
   # The in-training validation hook and the profiling window ran.
   assert list((tmp_path / "pre" / "profile").rglob("*.xplane.pb"))
   exp = _tiny_config(mini_data, steps=4, mode="export")
