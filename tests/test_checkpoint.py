@@ -281,10 +281,14 @@ def test_garbled_newest_without_manifest_falls_back_on_its_read_error(tmp_path):
   _garble(root / "4")
   ck = ckpt_lib.Checkpointer(tmp_path, save_every=1, keep=2)
   assert ckpt_lib.content_mismatch(root / "4") is None   # nothing to compare with ...
-  # ... but orbax's read error (a ValueError wrapped in a bare Exception) moves it aside.
+  # ... but the damage still shows: usually as orbax's read error (a ValueError wrapped in a
+  # bare Exception), and where the flipped bytes land in a chunk that still decodes, as
+  # non-finite values caught by the finiteness check. Either way the step is moved aside.
   out, meta = ck.restore(_abstract_small(_big))
   assert meta["step"] == 2 and ck.restored_step == 2 and int(out["n"]) == 2
-  assert ck.set_aside[0]["step"] == 4 and "reading it failed" in ck.set_aside[0]["reason"]
+  reason = ck.set_aside[0]["reason"]
+  assert ck.set_aside[0]["step"] == 4
+  assert "reading it failed" in reason or "NaN or inf" in reason, reason
   assert os.listdir(tmp_path / "checkpoints.corrupt") == ["4"]
   ck.close()
 
