@@ -107,6 +107,12 @@ def base_config() -> ml_collections.ConfigDict:
       variant="B/16", cls_token=True, drop_path_rate=0.1, dtype="float32", remat=False,
       # remat_policy: 'full' | 'save_projections' | 'save_matmuls' (path_jax.model.vit).
       remat_policy="full", scan=False, pos_grid=(14, 14),
+      # Positional embedding (paper Tab. 4 c vs d): 'shared' (one pos_grid embedding resized to
+      # every input, the paper's) | 'dataset' (one per dataset) | 'size' (one per input patch
+      # grid), each keyed one at its input's grid. An export keeps one, resized to pos_grid:
+      # export_pos_from's (a dataset name, or '<gh>x<gw>' for 'size'; '' = the mixture's first
+      # dataset, or for 'size' the grid nearest pos_grid).
+      pos_embed="shared", export_pos_from="",
       # None (chunked on CPU, jax.nn's choice elsewhere) | 'chunked' | 'xla' | 'cudnn'.
       attention_impl=config_dict.placeholder(str),
       # Overrides of the variant's sizes (None = the variant's).

@@ -20,6 +20,9 @@ Arguments (comma-separated, e.g. ``configs/vitb.py:scale=8,authors``):
                'authors'), its attribute positive ratios, seed 2022 and kept step 75k.
   share=S      projector sharing 'task' (default), 'all' or 'dataset' (paper Tab. 4 ablation);
                other than 'task' drops the human/clothes parsing split.
+  pos=P        positional embedding 'shared' (default, the paper's), 'dataset' or 'size' (one
+               per dataset / per input grid: Tab. 4 row c; model.backbone.pos_embed).
+  noproj       no projector (the multi-task baseline: heads read the backbone's tokens).
   placement=P  'shared' (default: every dataset on every device) or 'slices' (each task group on
                its own rows of the mesh, sized by the authors' GPU counts; sub-batches are the
                authors' exact ones (divisor 1 unless given), rounded at start-up to the nearest
@@ -38,7 +41,8 @@ import ml_collections
 
 from configs import common, humanbench
 
-ARG_DEFAULTS = dict(scale=1.0, divisor=8, authors=False, share="task", placement="shared")
+ARG_DEFAULTS = dict(scale=1.0, divisor=8, authors=False, share="task", placement="shared",
+                    pos="shared", noproj=False)
 
 
 def build(arg: str | None, *, variant: str, layout=None) -> ml_collections.ConfigDict:
@@ -53,12 +57,15 @@ def build(arg: str | None, *, variant: str, layout=None) -> ml_collections.Confi
     args["divisor"] = 1   # the groups' rounding replaces the global one
   if args["share"] not in ("task", "all", "dataset"):
     raise ValueError(f"share={args['share']!r}; use share=task, share=all or share=dataset.")
+  if args["pos"] not in ("shared", "dataset", "size"):
+    raise ValueError(f"pos={args['pos']!r}; use pos=shared, pos=dataset or pos=size.")
   c = common.base_config()
   c.mode = "pretrain"
   c.model.backbone.variant = variant
   c.model.backbone.pos_grid = (14, 14)
   c.model.backbone.cls_token = True
-  c.model.projector.enabled = True
+  c.model.backbone.pos_embed = args["pos"]
+  c.model.projector.enabled = not args["noproj"]
   c.model.projector.share = args["share"]
   # Pod-scale program (path_jax.compile measures it): scanned blocks with remat keep one block's
   # activations per pass and a 12x smaller program; 'save_matmuls' recomputes only norms and

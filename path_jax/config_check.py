@@ -110,8 +110,8 @@ _DATASET_NUMBERS = {
     "num_anchors": dict(lo=1, integer=True),
     "num_patterns": dict(lo=1, integer=True),
     "num_queries": dict(lo=1, integer=True),
-    "max_boxes": dict(lo=1, integer=True),
-    "max_ignore": dict(lo=0, integer=True),
+    "max_boxes": dict(lo=1, integer=True, allow_none=True),    # None: the prepared data's max
+    "max_ignore": dict(lo=0, integer=True, allow_none=True),
     "max_size": dict(lo=1, integer=True),
     "eval_scale": dict(lo=1, integer=True),
     "head_features": dict(lo=1, integer=True),
@@ -178,6 +178,11 @@ def _dataset_problems(cfg, name: str, task_names: Sequence[str], train_mode: boo
   return out
 
 
+def _is_grid_key(text: str) -> bool:
+  parts = str(text).split("x")
+  return len(parts) == 2 and all(p.isdigit() for p in parts)
+
+
 def _backbone_problems(cfg) -> list[str]:
   from path_jax.model import attention, vit
   b = cfg.model.backbone
@@ -189,6 +194,15 @@ def _backbone_problems(cfg) -> list[str]:
   choice(out, f"{key}.attention_impl", b.get("attention_impl", None), attention.IMPLS)
   number(out, f"{key}.drop_path_rate", b.drop_path_rate, lo=0, hi=1, hi_open=True)
   pair(out, f"{key}.pos_grid", b.pos_grid)
+  mode = b.get("pos_embed", "shared")
+  choice(out, f"{key}.pos_embed", mode, vit.POS_EMBED_MODES)
+  source = b.get("export_pos_from", "")
+  if source and mode == "dataset" and source not in cfg.datasets:
+    out.append(f"{key}.export_pos_from={source!r} is not a dataset of this run; use one of "
+               f"{sorted(cfg.datasets)} or '' (the first)")
+  if source and mode == "size" and not _is_grid_key(source):
+    out.append(f"{key}.export_pos_from={source!r}: with pos_embed='size' name a patch grid "
+               "'<rows>x<cols>' (e.g. '14x14'), or '' (the grid nearest pos_grid)")
   for f in ("width", "depth", "num_heads", "mlp_dim", "patch_size"):
     number(out, f"{key}.{f}", b.get(f, None), lo=1, integer=True, allow_none=True)
   if not out and b.variant in vit.VARIANTS:

@@ -253,17 +253,9 @@ def _path_config(share, kind="paper"):
 IMAGES = {"a": (2, 64, 48), "b": (3, 64, 48), "c": (2, 64, 32), "d": (1, 32, 32)}
 
 
-@pytest.mark.parametrize("share,expected", [("task", 2), ("all", None), ("dataset", 4)])
+@pytest.mark.parametrize("share,expected", [("task", 2), ("all", 1), ("dataset", 4)])
 def test_path_share_types(share, expected):
   cfg = _path_config(share)
-  if share == "all":
-    # One projector cannot serve cls and patch-only tasks at once: the error says how to fix it.
-    model = path.from_config(cfg)
-    imgs = {k: jnp.zeros(s + (3,), jnp.uint8) for k, s in IMAGES.items()}
-    with pytest.raises(ValueError, match="projector_group"):
-      jax.eval_shape(model.init, jax.random.key(0), imgs)
-    del cfg.datasets["c"], cfg.datasets["d"]
-    expected = 1
   model = path.from_config(cfg)
   imgs = {k: jnp.zeros(IMAGES[k] + (3,), jnp.uint8) for k in cfg.datasets}
   v = jax.eval_shape(model.init, jax.random.key(0), imgs)
@@ -274,6 +266,96 @@ def test_path_share_types(share, expected):
   out = jax.eval_shape(model.apply, v, imgs)
   for k in cfg.datasets:
     assert out[k]["logits"].shape == (IMAGES[k][0], cfg.datasets[k].num_classes)
+
+
+def test_share_all_one_projector_serves_cls_and_patch_tasks():
+  """Table 4 row a: one projector for a mix of cls-token (c, d) and patch-only (a, b) tasks.
+  The projector's squeeze-and-excitation skips the cls token of the cls tasks only: the same
+  parameters applied to the same features with and without the cls flag differ exactly there."""
+  cfg = _path_config("all")
+  model = path.from_config(cfg)
+  rng = np.random.default_rng(1)
+  imgs = {k: jnp.asarray(rng.integers(0, 255, IMAGES[k] + (3,)), jnp.uint8) for k in IMAGES}
+  v = model.init(jax.random.key(0), imgs)
+  assert [n for n in v["params"] if n.startswith("projector_")] == ["projector_all"]
+  out = model.apply(v, imgs)
+  grads = jax.grad(lambda p: sum(jnp.sum(o["logits"] ** 2) for o in model.apply(
+      {"params": p}, imgs).values()))(v["params"])
+  # Both kinds of task train the one projector: gradients from the cls tasks alone and from the
+  # patch tasks alone both reach it.
+  for subset in (("a", "b"), ("c", "d")):
+    g = jax.grad(lambda p: sum(jnp.sum(model.apply({"params": p}, {k: imgs[k] for k in subset})[
+        k]["logits"] ** 2) for k in subset))(v["params"])
+    assert float(optax_norm(g["projector_all"])) > 0
+  assert float(optax_norm(grads["projector_all"])) > 0
+  for k in IMAGES:
+    assert np.all(np.isfinite(np.asarray(out[k]["logits"])))
+  proj = projector.make_projector(cfg.model.projector, 64, False, jnp.float32, name=None)
+  feats = jnp.asarray(rng.normal(size=(3, 2, 5, 64)), jnp.float32)
+  pv = proj.init(jax.random.key(1), feats)
+  with_cls = proj.apply(pv, feats, has_cls=True)
+  without = proj.apply(pv, feats, has_cls=False)
+  assert not np.allclose(np.asarray(with_cls), np.asarray(without))
+  # With the flag, the patch tokens' SE scale is computed without token 0, so every row moves;
+  # the parameters are one set either way (no new parameter appears with the flag).
+  assert jax.tree.structure(proj.init(jax.random.key(1), feats, has_cls=True)) == \
+      jax.tree.structure(pv)
+
+
+def optax_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+@pytest.mark.parametrize("mode", ["dataset", "size"])
+def test_unshared_positional_embeddings(mode):
+  """Table 4 row c: one positional embedding per dataset / per input grid, each at its input's
+  grid; gradients of one dataset reach only its own; the export folds them into the standard
+  shared layout (the chosen one resized to pos_grid) that finetuning loads."""
+  cfg = _path_config("task")
+  cfg.model.backbone.pos_embed = mode
+  model = path.from_config(cfg)
+  rng = np.random.default_rng(2)
+  imgs = {k: jnp.asarray(rng.integers(0, 255, IMAGES[k] + (3,)), jnp.uint8) for k in IMAGES}
+  v = nn.unbox(model.init(jax.random.key(0), imgs))
+  bb = v["params"]["backbone"]
+  assert "pos_embed" not in bb
+  grids = {k: (IMAGES[k][1] // 16, IMAGES[k][2] // 16) for k in IMAGES}
+  if mode == "dataset":
+    want = {f"pos_embed_{k}": g for k, g in grids.items()}
+  else:
+    want = {f"pos_embed_{g[0]}x{g[1]}": g for g in grids.values()}
+  assert {n: bb[n].shape[:2] for n in vit.keyed_pos_names(bb)} == want
+  g = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, {"a": imgs["a"]})["a"]["logits"] ** 2)
+               )(v["params"])["backbone"]
+  own = "pos_embed_a" if mode == "dataset" else "pos_embed_4x3"
+  for n in vit.keyed_pos_names(bb):
+    moved = float(jnp.abs(g[n]).sum()) > 0
+    assert moved == (n == own or (mode == "size" and bb[n].shape[:2] == bb[own].shape[:2])), n
+  # Export: one embedding, the chosen one resized to the shared grid.
+  bcfg = cfg.model.backbone
+  bcfg.pos_grid = (14, 14)
+  exported = path.backbone_params(v["params"], bcfg, list(cfg.datasets))
+  assert "pos_embed" in exported and not vit.keyed_pos_names(exported)
+  source = "a" if mode == "dataset" else "4x3"    # the first dataset / the grid nearest 14x14
+  np.testing.assert_allclose(
+      np.asarray(exported["pos_embed"]),
+      np.asarray(vit.resize_pos_embed(bb[f"pos_embed_{source}"], (14, 14))), atol=1e-6)
+  bcfg.export_pos_from = "c" if mode == "dataset" else "2x2"
+  np.testing.assert_allclose(
+      np.asarray(path.backbone_params(v["params"], bcfg, list(cfg.datasets))["pos_embed"]),
+      np.asarray(vit.resize_pos_embed(bb[f"pos_embed_{bcfg.export_pos_from}"], (14, 14))),
+      atol=1e-6)
+  # Loading a shared-layout file spreads its embedding over the keyed ones.
+  spread = vit.from_shared_pos(exported, bb)
+  for n in vit.keyed_pos_names(bb):
+    np.testing.assert_allclose(np.asarray(spread[n]), np.asarray(vit.resize_pos_embed(
+        jnp.asarray(exported["pos_embed"]), bb[n].shape[:2])), atol=1e-6)
+  if mode == "size":   # an evaluation size never trained: the nearest grid's embedding, resized
+    out = model.apply(v, {"a": jnp.zeros((1, 80, 48, 3), jnp.uint8)})
+    assert out["a"]["logits"].shape == (1, 3)
+  else:
+    with pytest.raises(ValueError, match="pos_embed"):
+      vit.from_config(mlc.ConfigDict({"variant": "mu/16", "pos_embed": "per_task"}))
 
 
 def test_path_shared_backbone_pass_equals_separate_passes():

@@ -9,10 +9,14 @@ Parameter tree (stable; optimiser rules, sharding rules and export rely on it)::
   head_<dataset>/...       one per dataset, built by the dataset's task (path_jax.tasks)
 
 Applying the model to ``{dataset: images [B_d, H_d, W_d, 3]}`` returns ``{dataset: head outputs}``.
-Datasets whose images share a shape (and cls use and stochastic-depth rate) go through the backbone
-in one pass: their images are concatenated (shard by shard under a mesh: no data moves between
+Datasets whose images share a shape (and cls use and stochastic-depth rate; and, with the
+backbone's ``pos_embed='dataset'``, the dataset itself) go through the backbone in one pass: their images are concatenated (shard by shard under a mesh: no data moves between
 devices), the backbone runs once, and the tokens are split again with static offsets. Without a projector config (downstream finetuning) the heads read the
 backbone's final normed tokens, as the paper's evaluation does.
+
+A projector group may mix cls-token tasks (ReID) with patch-only ones (``share='all'``, the paper's
+Table 4 row a): the projector's parameters do not depend on the cls token, which only its
+squeeze-and-excitation must skip, so the one projector is called with ``has_cls`` per run.
 """
 from __future__ import annotations
 
@@ -89,21 +93,18 @@ class PATHModel(nn.Module):
   def _group_key(self, spec: DatasetSpec, images: jax.Array):
     task = tasks_lib.get(spec.task)
     rate = spec.cfg.get("drop_path_rate", None)
+    pos_key = spec.name if self.backbone.pos_embed == "dataset" else None
     return (tuple(images.shape[1:3]), bool(task.uses_cls_token),
-            None if rate is None else float(rate))
+            None if rate is None else float(rate), pos_key)
 
-  def _projector(self, projectors: dict, spec: DatasetSpec, name: str) -> nn.Module:
-    """The projector of ``spec``'s group, made on first use."""
-    task = tasks_lib.get(spec.task)
+  def _projector(self, projectors: dict, spec: DatasetSpec) -> nn.Module:
+    """The projector of ``spec``'s group, made on first use (one module, hence one set of
+    parameters, per group, whatever mix of cls-token and patch-only tasks calls it)."""
     if spec.group not in projectors:
-      projectors[spec.group] = (task.uses_cls_token, projector_lib.make_projector(
-          self.projector, self.backbone.width, task.uses_cls_token, self.backbone.dtype,
-          name=f"projector_{spec.group}", attention_impl=self.backbone.attention_impl))
-    elif projectors[spec.group][0] != task.uses_cls_token:
-      # The SE squeeze must know whether token 0 is a cls token.
-      raise ValueError(f"projector group {spec.group!r} mixes cls-token and patch-only tasks; "
-                       f"give dataset {name!r} its own projector_group")
-    return projectors[spec.group][1]
+      projectors[spec.group] = projector_lib.make_projector(
+          self.projector, self.backbone.width, False, self.backbone.dtype,
+          name=f"projector_{spec.group}", attention_impl=self.backbone.attention_impl)
+    return projectors[spec.group]
 
   @nn.compact
   def __call__(self, images: Mapping[str, jax.Array], *, train: bool = False
@@ -119,11 +120,12 @@ class PATHModel(nn.Module):
     for n in names:
       groups.setdefault(self._group_key(specs[n], images[n]), []).append(n)
     backbone_out: dict[str, tuple[jax.Array, dict]] = {}
-    projectors: dict[str, tuple[bool, nn.Module]] = {}
+    projectors: dict[str, nn.Module] = {}
     shards = _batch_shards([images[n].shape[0] for n in names])
-    for (hw, use_cls, rate), members in groups.items():
+    for (hw, use_cls, rate, pos_key), members in groups.items():
       x = _join([images[n] for n in members], shards)
-      tokens, out = self.backbone(x, train=train, use_cls=use_cls, drop_path_rate=rate)
+      tokens, out = self.backbone(x, train=train, use_cls=use_cls, drop_path_rate=rate,
+                                  pos_key=pos_key)
       # Consecutive members of one projector group go through their projector in one call (it
       # works image by image, so this is the same as one call per dataset; the program holds one
       # projector instance per run instead of one per dataset: 11 pose sets -> 1).
@@ -138,8 +140,8 @@ class PATHModel(nn.Module):
         size = sum(images[n].shape[0] for n in run)
         run_tokens = _take(tokens, start, size, shards)
         if self.projector is not None:
-          run_tokens = self._projector(projectors, specs[run[0]], run[0])(
-              _take(out["features"], start, size, shards, axis=1))
+          run_tokens = self._projector(projectors, specs[run[0]])(
+              _take(out["features"], start, size, shards, axis=1), has_cls=use_cls)
         offset = 0
         for n in run:
           b = images[n].shape[0]
@@ -215,8 +217,39 @@ def from_config(cfg, platform: str | None = None) -> PATHModel:
                    projector=ml_collections.FrozenConfigDict(proj) if use_proj else None)
 
 
-def backbone_params(params: Mapping[str, Any]) -> Any:
-  """The backbone alone (projectors and heads dropped), for export."""
+def backbone_params(params: Mapping[str, Any], backbone_cfg=None, dataset_names=()) -> Any:
+  """The backbone alone (projectors and heads dropped), for export.
+
+  A backbone with keyed positional embeddings (``pos_embed='dataset'``/``'size'``) is folded
+  into the standard layout (:func:`path_jax.model.vit.to_shared_pos`): the embedding of
+  ``backbone_cfg.export_pos_from`` (a dataset name, or a grid ``'<gh>x<gw>'`` in 'size' mode;
+  default :func:`export_pos_source`) resized to ``pos_grid``."""
   if "backbone" not in params:
     raise KeyError(f"no 'backbone' in the parameter tree (top-level keys: {sorted(params)})")
-  return params["backbone"]
+  bb = params["backbone"]
+  if not vit_lib.keyed_pos_names(bb):
+    return bb
+  if backbone_cfg is None:
+    raise ValueError("this backbone has keyed positional embeddings "
+                     f"{vit_lib.keyed_pos_names(bb)}; pass backbone_cfg to fold them for export")
+  source = export_pos_source(bb, backbone_cfg, dataset_names)
+  return vit_lib.to_shared_pos(dict(bb), tuple(backbone_cfg.get("pos_grid", (14, 14))), source)
+
+
+def export_pos_source(bb: Mapping[str, Any], backbone_cfg, dataset_names=()) -> str:
+  """Which keyed positional embedding an export keeps: ``export_pos_from`` when set, else in
+  'dataset' mode the mixture's first dataset (the authors exported task 0's, COCO pose, for
+  their cls-free file), in 'size' mode the grid nearest ``pos_grid`` (the grid the shared
+  embedding lives on)."""
+  chosen = str(backbone_cfg.get("export_pos_from", "") or "")
+  keys = [n[len(vit_lib.POS_PREFIX):] for n in vit_lib.keyed_pos_names(bb)]
+  if chosen:
+    return chosen
+  mode = backbone_cfg.get("pos_embed", "shared")
+  if mode == "dataset":
+    for n in dataset_names:
+      if n in keys:
+        return n
+    return keys[0]
+  gh, gw = tuple(backbone_cfg.get("pos_grid", (14, 14)))
+  return min(keys, key=lambda k: (abs(int(k.split("x")[0]) - gh) + abs(int(k.split("x")[1]) - gw), k))

@@ -121,7 +121,11 @@ class GatedProjector(nn.Module):
   attention_impl: str | None = None   # path_jax.model.attention (resolved by the caller)
 
   @nn.compact
-  def __call__(self, features: jax.Array) -> jax.Array:
+  def __call__(self, features: jax.Array, has_cls: bool | None = None) -> jax.Array:
+    """``has_cls`` (default: the field) says whether token 0 is a cls token, which the
+    squeeze-and-excitation passes through; the parameters do not depend on it, so one projector
+    serves cls-token and patch-only tasks alike (``share='all'``)."""
+    has_cls = self.has_cls if has_cls is None else bool(has_cls)
     idx = select_layers(self.layers, features.shape[0])
     if idx == tuple(range(idx[0], idx[-1] + 1)):   # a static slice, not a gather (copy)
       f = features[idx[0]:idx[-1] + 1]
@@ -130,7 +134,7 @@ class GatedProjector(nn.Module):
     units = nn.vmap(_LayerUnit, variable_axes={"params": 0}, split_rngs={"params": True},
                     in_axes=0, out_axes=0, axis_size=len(idx),
                     metadata_params={nn.PARTITION_NAME: "layers"})
-    z = units(self.dim, self.num_heads, self.mlp_ratio, self.se_reduction, self.has_cls,
+    z = units(self.dim, self.num_heads, self.mlp_ratio, self.se_reduction, has_cls,
               self.dtype, self.attention_impl, name="layers")(f)            # [n, B, N, d]
     if len(idx) > 1:   # one gate per layer after the first (p_1 = z_1)
       alpha = self.param("gate_alpha", nn.with_logical_partitioning(
@@ -170,7 +174,8 @@ class LadderProjector(nn.Module):
   attention_impl: str | None = None
 
   @nn.compact
-  def __call__(self, features: jax.Array) -> jax.Array:
+  def __call__(self, features: jax.Array, has_cls: bool | None = None) -> jax.Array:
+    del has_cls   # every token is treated alike
     idx = select_layers(self.layers, features.shape[0])
     if len(idx) < 2:
       raise ValueError("the ladder projector needs at least two backbone layers")

@@ -11,9 +11,18 @@ input's patch grid on every forward pass with PyTorch's bicubic convention (A = 
 align_corners=False), written as two small matrix products so gradients reach the grid parameter
 and the resize is a pair of matmuls on TPU. An optional cls token with its own position serves ReID.
 
+``pos_embed`` (the module field; ``config.model.backbone.pos_embed``) selects the paper's Table 4
+ablation (rows c vs d): ``'shared'`` (default, the paper's "SharePosEmbed") is the one embedding
+above; ``'dataset'`` gives every dataset its own embedding ``pos_embed_<dataset>`` and ``'size'``
+every input patch grid its own ``pos_embed_<gh>x<gw>``, each living at the grid of the input it was
+initialised with (the authors' unshared backbone sized each task's embedding to its input) and
+resized only for another grid. :func:`to_shared_pos` folds such a tree into the shared layout for
+export; :func:`from_shared_pos` spreads a shared-layout embedding (MAE's) over the keyed ones.
+
 Parameter layout (stable; the PyTorch converter and the optimiser rely on it)::
 
   patch_embed/{kernel [p,p,3,C], bias [C]}   pos_embed [gh,gw,C]
+  (pos_embed_<key> [gh_k,gw_k,C] instead of pos_embed with pos_embed='dataset' / 'size')
   cls_token [C], cls_pos_embed [C]           (only with ``cls_token=True``)
   block_0 .. block_{L-1}                     (looped) or ``blocks`` (scanned, leading axis L)
     norm1/{scale,bias}  attn/qkv/{kernel [C,3C], bias [3C]}  attn/proj/{kernel [C,C], bias [C]}
@@ -113,6 +122,52 @@ def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
     idx = np.clip(floor.astype(np.int64) - 1 + k, 0, in_size - 1)
     np.add.at(mat, (np.arange(out_size), idx), w[:, k])
   return mat.astype(np.float32)
+
+
+POS_EMBED_MODES = ("shared", "dataset", "size")
+POS_PREFIX = "pos_embed_"
+
+
+def size_key(grid: tuple[int, int]) -> str:
+  """The ``pos_embed='size'`` key of a patch grid."""
+  return f"{int(grid[0])}x{int(grid[1])}"
+
+
+def keyed_pos_names(params) -> list[str]:
+  """Names of a backbone tree's per-dataset / per-size embeddings (``pos_embed_<key>``)."""
+  return sorted(k for k in params if k.startswith(POS_PREFIX))
+
+
+def to_shared_pos(params, pos_grid: tuple[int, int], source: str):
+  """A backbone tree with keyed embeddings in the standard layout: ``pos_embed`` is
+  ``pos_embed_<source>`` resized (bicubic) to ``pos_grid``; the other keyed embeddings are
+  dropped. A tree already in the shared layout is returned as it is."""
+  names = keyed_pos_names(params)
+  if not names:
+    return params
+  name = POS_PREFIX + source
+  if name not in params:
+    raise KeyError(f"no positional embedding {name!r} to export; the backbone has "
+                   f"{[n[len(POS_PREFIX):] for n in names]} (config.model.backbone.export_pos_from)")
+  out = {k: v for k, v in params.items() if k not in names}
+  src = np.asarray(jax.device_get(params[name]), np.float32)
+  out["pos_embed"] = np.asarray(resize_pos_embed(jnp.asarray(src), tuple(pos_grid)))
+  return out
+
+
+def from_shared_pos(params, template):
+  """The inverse direction, for loading: ``params`` in the shared layout, ``template`` a tree
+  with keyed embeddings; every ``pos_embed_<key>`` of the template becomes ``params``'
+  ``pos_embed`` resized to the key's grid. A shared-layout template takes ``params`` as they
+  are."""
+  names = keyed_pos_names(template)
+  if not names:
+    return params
+  pos = jnp.asarray(np.asarray(jax.device_get(params["pos_embed"]), np.float32))
+  out = {k: v for k, v in params.items() if k != "pos_embed"}
+  for n in names:
+    out[n] = np.asarray(resize_pos_embed(pos, tuple(template[n].shape[:2])))
+  return out
 
 
 def resize_pos_embed(pos: jax.Array, grid: tuple[int, int]) -> jax.Array:
@@ -266,6 +321,38 @@ class ViT(nn.Module):
   remat_policy: str = "full"
   scan: bool = False
   attention_impl: str | None = None
+  pos_embed: str = "shared"   # POS_EMBED_MODES; see the module docstring
+
+  def _pos_param(self, grid: tuple[int, int], pos_key: str | None) -> jax.Array:
+    """The positional embedding for an input of patch grid ``grid`` (resized to it)."""
+    if self.pos_embed == "shared":
+      name, native = "pos_embed", tuple(self.pos_grid)
+    elif self.pos_embed in ("dataset", "size"):
+      key = size_key(grid) if self.pos_embed == "size" else pos_key
+      if not key:
+        raise ValueError("pos_embed='dataset' needs the dataset's name (pos_key=...) on every "
+                         "call; PATHModel passes it")
+      name, native = POS_PREFIX + key, tuple(grid)
+      if not self.is_initializing() and not self.has_variable("params", name):
+        have = [k for k in self.variables.get("params", {}) if k.startswith(POS_PREFIX)]
+        if self.pos_embed == "size" and have:
+          # An input size never seen at initialisation (an evaluation size): the embedding of the
+          # nearest trained grid, resized.
+          def dist(k):
+            gh, gw = (int(v) for v in k[len(POS_PREFIX):].split("x"))
+            return (abs(gh - grid[0]) + abs(gw - grid[1]), k)
+          pos = nn.unbox(self.get_variable("params", min(have, key=dist)))
+          return resize_pos_embed(pos, grid)
+        else:
+          raise KeyError(f"the backbone has no positional embedding {name!r} "
+                         f"(pos_embed={self.pos_embed!r}); it has {sorted(have)}. Keyed embeddings "
+                         "are made when the model is initialised with every dataset")
+    else:
+      raise ValueError(f"config.model.backbone.pos_embed must be one of {POS_EMBED_MODES}, got "
+                       f"{self.pos_embed!r}")
+    pos = self.param(name, nn.with_logical_partitioning(
+        lambda *_: jnp.asarray(sincos_2d(*native, self.width)), (None, None, "embed")))
+    return resize_pos_embed(pos, grid)
 
   def _embed(self, images: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
     x = images.astype(jnp.float32)
@@ -287,16 +374,13 @@ class ViT(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = False, use_cls: bool = False,
-               drop_path_rate: float | None = None) -> tuple[jax.Array, dict[str, Any]]:
+               drop_path_rate: float | None = None, pos_key: str | None = None
+               ) -> tuple[jax.Array, dict[str, Any]]:
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"ViT expects images [B, H, W, 3] (RGB, 0..255), got shape {images.shape}")
     x, grid = self._embed(images)
     b = x.shape[0]
-    pos = self.param("pos_embed",
-                     nn.with_logical_partitioning(
-                         lambda *_: jnp.asarray(sincos_2d(*self.pos_grid, self.width)),
-                         (None, None, "embed")))
-    x = x + resize_pos_embed(pos, grid).astype(x.dtype)[None]
+    x = x + self._pos_param(grid, pos_key).astype(x.dtype)[None]
     x = x.reshape(b, grid[0] * grid[1], self.width)
     if self.cls_token:
       trunc = nn.initializers.truncated_normal(0.02)
@@ -407,7 +491,10 @@ def from_config(cfg, platform: str | None = None) -> ViT:
     if cfg.get(key) is not None:
       kw[key] = cfg[key]
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.get("dtype", "float32")]
-  return ViT(**kw, pos_grid=tuple(cfg.get("pos_grid", (14, 14))),
+  mode = str(cfg.get("pos_embed", "shared") or "shared")
+  if mode not in POS_EMBED_MODES:
+    raise ValueError(f"config.model.backbone.pos_embed={mode!r}; use one of {POS_EMBED_MODES}")
+  return ViT(**kw, pos_grid=tuple(cfg.get("pos_grid", (14, 14))), pos_embed=mode,
              cls_token=bool(cfg.get("cls_token", False)),
              drop_path_rate=float(cfg.get("drop_path_rate", 0.0)), dtype=dtype,
              remat=bool(cfg.get("remat", False)),

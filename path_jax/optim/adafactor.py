@@ -52,7 +52,7 @@ def default_factored_dims(path: tree_paths.Path, shape: tuple[int, ...],
     return None
   if ndim == 4 and path and path[-1] == "kernel":
     return (n_stacked,), (n_stacked + 1,)
-  if ndim == 3 and path and path[-1] == "pos_embed":
+  if ndim == 3 and path and str(path[-1]).startswith("pos_embed"):   # also pos_embed_<key>
     return (n_stacked, n_stacked + 1), (last,)
   return (last - 1,), (last,)
 

@@ -85,7 +85,7 @@ def layer_decay_multipliers(params, decay: float = 0.75, *, backbone_key: str = 
     extra = pos_embed_multiplier if any("pos_embed" in n for n in path[1:]) else 1.0
     if name == "patch_embed":
       layer = 0
-    elif name in _EMBED_NAMES:
+    elif name in _EMBED_NAMES or name.startswith("pos_embed_"):   # keyed: pos_embed_<key>
       layer = embed_id
     elif (m := BLOCK_PATTERN.fullmatch(name)):
       layer = int(m.group(1)) + 1

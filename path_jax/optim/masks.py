@@ -13,7 +13,7 @@ Freezing (REFERENCE.md §6.1):
 * ``'partial'``: the backbone frozen except its last ``open_last`` blocks and the final
   ``norm`` ("OpenLast2" for 2). Scanned ``blocks`` leaves get a bool array ``[depth, 1, ...]``
   that is true for the open layers.
-* ``'pos_embed'``: only ``backbone/pos_embed`` frozen.
+* ``'pos_embed'``: only ``backbone/pos_embed`` (and keyed ``pos_embed_<key>``) frozen.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def trainable_mask(params, freeze: str = "none", *, open_last: int = 2,
     if freeze == "backbone":
       return False
     if freeze == "pos_embed":
-      return name != "pos_embed"
+      return not (name == "pos_embed" or name.startswith("pos_embed_"))
     # partial
     if name == "norm":
       return True
