@@ -15,6 +15,12 @@ conversions, e.g. Pedestron's) and its visible fraction ``vis_ratio`` when the a
 Degenerate boxes are dropped (counted); a box entirely outside its image is dropped with a
 warning naming the file.
 
+Metadata (``metadata.json``): ``max_persons_per_image`` and ``max_ignore_per_image``, the most
+person boxes and ignore regions any image of any split holds as stored (after clipping), and
+``box_counts`` per split (``images``, ``persons``, ``ignore``, ``mean_persons``,
+``max_persons``, ``max_ignore``). Training sizes the static target slots by them
+(``path_jax/tasks/detection/budget.py``): with these numbers no person has to be cut.
+
 The visible fraction is, as in the Caltech toolkit (``bbGt``), area(visible box) / area(full box)
 of the annotated (unclipped) boxes, the visible box first cut to the full box; it selects
 Caltech's occlusion subsets (heavy: [0.2, 0.65]) at evaluation. A box without visibility
@@ -103,8 +109,26 @@ class Detection(common.HumanBenchBuilder):
       if split in c.optional_splits and not os.path.exists(os.path.join(root, ann)):
         continue
       read = self._odgt if c.layout == "odgt" else self._coco
-      out[split] = self._examples(root, img, read(os.path.join(root, ann)))
+      out[split] = self._counted(split, self._examples(root, img, read(os.path.join(root, ann))))
     return out
+
+  def _counted(self, split, examples):
+    """Passes ``examples`` through, then records the split's box counts in the metadata."""
+    images = persons = ignore = max_persons = max_ignore = 0
+    for key, example in examples:
+      flags = np.asarray(example["is_ignore"], bool)
+      n_ign = int(flags.sum())
+      n_per = int(flags.size) - n_ign
+      images, persons, ignore = images + 1, persons + n_per, ignore + n_ign
+      max_persons, max_ignore = max(max_persons, n_per), max(max_ignore, n_ign)
+      yield key, example
+    counts = dict(self.info.metadata.get("box_counts", {}))
+    counts[split] = {"images": images, "persons": persons, "ignore": ignore,
+                     "mean_persons": round(persons / max(images, 1), 3),
+                     "max_persons": max_persons, "max_ignore": max_ignore}
+    self.info.metadata["box_counts"] = counts
+    self.info.metadata["max_persons_per_image"] = max(c["max_persons"] for c in counts.values())
+    self.info.metadata["max_ignore_per_image"] = max(c["max_ignore"] for c in counts.values())
 
   def _odgt(self, path):
     """-> sorted [(image_id, relative file, [(xywh, ignore, visible xywh | None, ratio | None),

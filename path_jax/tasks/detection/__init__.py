@@ -10,7 +10,8 @@ Loss metrics: ``loss`` (the total), the last layer's unweighted ``focal``, ``l1`
 terms per box, ``num_boxes`` (valid boxes in the batch) and ``matched_iou`` (mean IoU of the last
 layer's matched pairs). ``decode`` returns ``scores [B, Q]`` and ``boxes [B, Q, 4]`` (xyxy pixels).
 
-Batch fields (one dataset's sub-batch; ``G = max_boxes``, ``I = max_ignore`` from the config):
+Batch fields (one dataset's sub-batch; ``G = max_boxes``, ``I = max_ignore`` from the config,
+by default 500 each, enough for every CrowdHuman image: :mod:`.budget`):
 
 * ``image``        ``[B, H, W, 3]`` uint8, zero-padded on the right/bottom.
 * ``boxes``        ``[B, G, 4]`` float32, ground-truth persons as normalised cxcywh: divided by
@@ -38,6 +39,7 @@ import ml_collections
 
 from path_jax.tasks import base
 from path_jax.tasks.detection import boxes as box_ops
+from path_jax.tasks.detection import budget
 from path_jax.tasks.detection.head import DetectionHead
 from path_jax.tasks.detection.losses import detection_loss
 
@@ -59,9 +61,13 @@ def default_config() -> ml_collections.ConfigDict:
   # Attention implementation (path_jax.model.attention); None = the backbone's, resolved for the
   # platform the model is built for.
   c.attention_impl = ml_collections.config_dict.placeholder(str)
-  # Static padding of the targets (pipeline) and matcher size check.
-  c.max_boxes = 100
-  c.max_ignore = 32
+  # Static padding of the targets (pipeline) and matcher size check: person and ignore-region
+  # slots per image. None: the prepared data's recorded maxima (metadata.json), filled when a
+  # run starts (path_jax.train.fill_from_metadata), else budget.DEFAULT_MAX_BOXES / _IGNORE (500,
+  # above CrowdHuman's most crowded image). path_jax/tasks/detection/budget.py: why, and what
+  # happens to an image with more.
+  c.max_boxes = ml_collections.config_dict.placeholder(int)
+  c.max_ignore = ml_collections.config_dict.placeholder(int)
   # Matcher costs.
   c.cost_class = 2.0
   c.cost_bbox = 5.0
@@ -87,8 +93,9 @@ class DetectionTask(base.Task):
           f"detection config: num_queries={cfg['num_queries']} must equal num_anchors * "
           f"num_patterns = {cfg['num_anchors']} * {cfg['num_patterns']}; set num_queries to "
           f"{cfg['num_anchors'] * cfg['num_patterns']}.")
-    if cfg["max_boxes"] > cfg["num_queries"]:
-      raise ValueError(f"detection config: max_boxes={cfg['max_boxes']} exceeds "
+    max_boxes, _ = budget.slots(cfg)
+    if max_boxes > cfg["num_queries"]:
+      raise ValueError(f"detection config: max_boxes={max_boxes} exceeds "
                        f"num_queries={cfg['num_queries']}; every box needs its own query.")
     return DetectionHead(
         hidden_dim=cfg["hidden_dim"], num_heads=cfg["num_heads"], ffn_dim=cfg["ffn_dim"],
@@ -101,14 +108,17 @@ class DetectionTask(base.Task):
 
   def example_batch(self, cfg, batch_size, rng):
     h, w = cfg["image_size"]
-    g, i = int(cfg["max_boxes"]), int(cfg["max_ignore"])
+    g, i = budget.slots(cfg)
     def boxes(n):
       c = rng.uniform(0.2, 0.8, (batch_size, n, 2))
       s = rng.uniform(0.05, 0.3, (batch_size, n, 2))
       return np.concatenate([c, s], -1).astype(np.float32)
+    # Valid slots as in CrowdHuman (about 23 persons and 6 ignore regions per image), or half
+    # and a fifth of the slots when there are fewer: the matcher's work follows the valid boxes.
     return {"image": rng.integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8),
-            "boxes": boxes(g), "box_mask": rng.random((batch_size, g)) < 0.5,
-            "ignore_boxes": boxes(i), "ignore_mask": rng.random((batch_size, i)) < 0.2,
+            "boxes": boxes(g), "box_mask": rng.random((batch_size, g)) < min(0.5, 23 / max(g, 1)),
+            "ignore_boxes": boxes(i),
+            "ignore_mask": rng.random((batch_size, i)) < min(0.2, 6 / max(i, 1)),
             "image_hw": np.tile(np.asarray([h, w], np.float32), (batch_size, 1))}
 
   def decode(self, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],

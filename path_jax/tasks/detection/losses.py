@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from path_jax.tasks.detection import boxes as box_ops
-from path_jax.tasks.detection import matcher
+from path_jax.tasks.detection import budget, matcher
 
 # Stand-in for padded ground-truth / ignore slots, so that no degenerate box ever reaches a
 # division (NaN gradients leak through jnp.where otherwise).
@@ -106,10 +106,11 @@ def detection_loss(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Arr
     logits, pred = logits[-1:], pred[-1:]
   gt, gt_mask = batch["boxes"], batch["box_mask"]
   ign, ign_mask = batch["ignore_boxes"], batch["ignore_mask"]
-  if gt.shape[1] != cfg["max_boxes"] or ign.shape[1] != cfg["max_ignore"]:
+  max_boxes, max_ignore = budget.slots(cfg)
+  if gt.shape[1] != max_boxes or ign.shape[1] != max_ignore:
     raise ValueError(f"detection batch has {gt.shape[1]} box slots and {ign.shape[1]} ignore "
-                     f"slots but the dataset config says max_boxes={cfg['max_boxes']} and "
-                     f"max_ignore={cfg['max_ignore']}; pad the batch to the configured sizes.")
+                     f"slots but the dataset config says max_boxes={max_boxes} and "
+                     f"max_ignore={max_ignore}; pad the batch to the configured sizes.")
 
   # cfg stays a closure constant: its numbers are static (Python floats), not traced.
   one = functools.partial(image_loss_sums, cfg=cfg)

@@ -9,9 +9,14 @@ and decoder layers: one flat ``while_loop`` runs until the problem with the most
 finished problems keep their state.
 
 Rows are ground truths (``N = G``, padded, with a validity mask) and columns are queries
-(``M = Q``), so there are ``G`` searches, not ``Q``. The cost is O(G^2 Q) in the worst case and
-much less on DETR costs, where most augmenting paths are short. Potentials are float32: integer
-costs give the exact optimum; float costs the optimum up to float32 rounding of the sums.
+(``M = Q``), so there are at most ``G`` searches, not ``Q``. A row reduction first gives every
+valid row whose cheapest query no other row wants that query (Jonker-Volgenant's
+initialisation), so only the contested rows are searched for. The loop runs on the *valid* rows
+only: padding slots cost one O(N + M) vector element per trip, never a trip, so a large
+``max_boxes`` budget is paid for in the cost matrix (``[Q, G]``), not in the loop. The cost is
+O(G^2 Q) in the worst case and much less on DETR costs, where most augmenting paths are short.
+Potentials are float32: integer costs give the exact optimum; float costs the optimum up to
+float32 rounding of the sums.
 
 Any input terminates (issue 15: a step from NaN weights hung here, the NaN costs sending the
 augmentation round a cycle of columns for ever): non-finite costs are replaced by finite ones
@@ -49,19 +54,20 @@ class _State(NamedTuple):
 def max_trips(n: int) -> int:
   """Static bound on the loop trips of :func:`hungarian` with ``n`` rows and finite costs.
 
-  Adding row ``k`` (``k`` rows already assigned, so ``k`` assigned columns and, as ``n <= M``,
+  Adding a row while ``k`` rows are already assigned (``k`` assigned columns and, as ``n <= M``,
   at least one free one) takes at most ``k + 1`` search trips: each search trip finalises one
-  column not finalised before (with finite costs every unfinalised column has a finite path
-  cost after the row's first trip, and finalised ones are masked to +inf, so the minimum is
-  taken over unfinalised columns only), and the search stops at the first free column it
-  finalises, which comes at the latest after all ``k`` assigned ones. Each search trip expands
-  one row (row ``k`` first, then the row of each assigned column finalised), and the flip trips
-  walk the augmenting path back through expanded rows, one trip per row, each row at most once:
-  at most ``k + 1`` flip trips. So row ``k`` costs at most ``2 (k + 1)`` trips and all valid
-  rows together at most ``sum_{k<n} 2 (k + 1) = n (n + 1)``. The argument uses neither the
+  column not finalised before (with finite costs every unfinalised column has a finite path cost
+  after the row's first trip, and finalised ones are masked to +inf, so the minimum is taken over
+  unfinalised columns only), and the search stops at the first free column it finalises, which
+  comes at the latest after all ``k`` assigned ones. Each search trip expands one row (the new row
+  first, then the row of each assigned column finalised), and the flip trips walk the augmenting
+  path back through expanded rows, one trip per row, each row at most once: at most ``k + 1`` flip
+  trips. So that row costs at most ``2 (k + 1)`` trips. The row reduction assigns ``p`` rows
+  without a trip; the other rows are added with ``k = p, p + 1, ...`` rows assigned, so all valid
+  rows together take at most ``sum_{k<n} 2 (k + 1) = n (n + 1)``. The argument uses neither the
   values of the costs nor exact arithmetic, only that every path cost stays finite (no NaN, no
-  overflow), which :func:`sanitize_costs` guarantees: so on finite input the cap never binds
-  and the result is unchanged.
+  overflow), which :func:`sanitize_costs` guarantees: so on finite input the cap never binds and
+  the result is unchanged.
   """
   return n * (n + 1)
 
@@ -84,10 +90,11 @@ def sanitize_costs(cost: jax.Array, row_valid: jax.Array) -> jax.Array:
   Magnitudes: every sanitized cost is within ``K <= 3 (n + 1)^2 L``. Free columns keep
   ``v = 0`` (the free column a search ends at moves by ``lowest - spc = 0``) and ``v`` only
   decreases, so with ``u_i + v_j <= c_ij`` (equality on matched pairs): ``u_i <= c_if <= K`` for
-  a free column ``f``, ``u_i = c_ij - v_j >= -K`` and ``v_j = c_ij - u_i >= -2K``. A search
-  starts at the new row (``u = 0``), which reaches a free column at cost ``<= K``, so
-  ``0 <= min_val <= K`` and every path cost ``min_val + c - u - v`` is within ``±5K``, under a
-  quarter of float32's maximum: nothing overflows, nothing becomes NaN.
+  a free column ``f``, ``u_i = c_ij - v_j >= -K`` for a matched row (``u_i``, a row minimum,
+  for a row not yet added) and ``v_j = c_ij - u_i >= -2K``. A search starts at the new row
+  (``u`` = its row minimum, within ``±K``), which reaches a free column at reduced cost
+  ``<= 2K``, so ``0 <= min_val <= 2K`` and every path cost ``min_val + c - u - v`` is within
+  ``±6K``, under 30 % of float32's maximum: nothing overflows, nothing becomes NaN.
   """
   n = cost.shape[0]
   c = cost.astype(jnp.float32)
@@ -143,11 +150,28 @@ def _hungarian(cost: jax.Array, row_valid: jax.Array, trip_cap: int | None = Non
     return jnp.zeros((0,), jnp.int32), jnp.full((m,), -1, jnp.int32), jnp.int32(0)
   cap = max_trips(n) if trip_cap is None else int(trip_cap)
   row_valid = row_valid.astype(bool)
-  # Valid rows first (stable), so rows 0..num_valid-1 are the ones to assign.
-  order = jnp.argsort(~row_valid, stable=True).astype(jnp.int32)
-  num_valid = jnp.sum(row_valid).astype(jnp.int32)
-  a = sanitize_costs(cost, row_valid)[order]
   rows = jnp.arange(n, dtype=jnp.int32)
+  full = sanitize_costs(cost, row_valid)
+  # Row reduction (Jonker-Volgenant's initialisation): u_i = min_j c_ij makes every reduced cost
+  # c_ij - u_i - v_j >= 0 with v = 0, so each valid row may take its cheapest column outright
+  # when no lower valid row wants the same one: the duals stay feasible and every assigned pair
+  # is tight, which is all the augmenting searches below assume. On DETR costs most ground
+  # truths have a query of their own, so only the contested rows cost searches.
+  row_min = jnp.min(full, axis=1)
+  best = jnp.argmin(full, axis=1).astype(jnp.int32)
+  claim = jnp.where(row_valid, best, m)                 # m: a slot for rows that claim nothing
+  first = jnp.full((m + 1,), n, jnp.int32).at[claim].min(rows)
+  pre = row_valid & (first[best] == rows)
+  # Compacted rows: the valid rows still to add first, then the pre-assigned ones, then padding
+  # (stable), so rows 0..num_todo-1 are added in turn and rows < num_valid are the valid ones.
+  order = jnp.argsort(jnp.where(row_valid, jnp.where(pre, 1, 0), 2), stable=True
+                      ).astype(jnp.int32)
+  num_valid = jnp.sum(row_valid).astype(jnp.int32)
+  num_todo = num_valid - jnp.sum(pre).astype(jnp.int32)
+  a = full[order]
+  pre_c = pre[order]
+  col4row0 = jnp.where(pre_c, best[order], -1)
+  row4col0 = jnp.full((m + 1,), -1, jnp.int32).at[jnp.where(pre_c, col4row0, m)].set(rows)[:m]
   inf = jnp.float32(jnp.inf)
 
   def search(s: _State) -> _State:
@@ -184,8 +208,8 @@ def _hungarian(cost: jax.Array, row_valid: jax.Array, trip_cap: int | None = Non
         min_val=jnp.where(done, 0.0, s.min_val))
 
   init = _State(
-      u=jnp.zeros((n,), jnp.float32), v=jnp.zeros((m,), jnp.float32),
-      col4row=jnp.full((n,), -1, jnp.int32), row4col=jnp.full((m,), -1, jnp.int32),
+      u=jnp.where(rows < num_valid, row_min[order], 0.0), v=jnp.zeros((m,), jnp.float32),
+      col4row=col4row0, row4col=row4col0,
       path=jnp.full((m,), -1, jnp.int32), spc=jnp.full((m,), inf),
       sr=jnp.zeros((n,), bool), sc=jnp.zeros((m,), bool), min_val=jnp.float32(0.0),
       i=jnp.int32(0), cur=jnp.int32(0), jj=jnp.int32(0), augmenting=jnp.bool_(False),
@@ -195,7 +219,7 @@ def _hungarian(cost: jax.Array, row_valid: jax.Array, trip_cap: int | None = Non
     s = lax.cond(s.augmenting, flip, search, s)
     return s._replace(trips=s.trips + 1)
 
-  final = lax.while_loop(lambda s: (s.cur < num_valid) & (s.trips < cap), step, init)
+  final = lax.while_loop(lambda s: (s.cur < num_todo) & (s.trips < cap), step, init)
   col4row, row4col = final.col4row, final.row4col
   # A finished, consistent matching of the valid rows (always so, unless the cap cut it short);
   # otherwise the identity matching of the compacted rows, so callers always get a valid one.
@@ -203,7 +227,7 @@ def _hungarian(cost: jax.Array, row_valid: jax.Array, trip_cap: int | None = Non
   c_ok = (col4row >= 0) & (col4row < m) & (row4col[jnp.clip(col4row, 0, m - 1)] == rows)
   r_ok = (row4col < 0) | ((row4col < num_valid)
                           & (col4row[jnp.clip(row4col, 0, n - 1)] == jnp.arange(m)))
-  ok = (final.cur >= num_valid) & jnp.all(c_ok | ~assigned) & jnp.all(r_ok)
+  ok = (final.cur >= num_todo) & jnp.all(c_ok | ~assigned) & jnp.all(r_ok)
   col4row = jnp.where(ok, col4row, rows)
   row4col = jnp.where(ok, row4col, jnp.where(jnp.arange(m) < num_valid, jnp.arange(m), -1))
   col_to_row = jnp.where(row4col >= 0, order[jnp.clip(row4col, 0, n - 1)], -1)

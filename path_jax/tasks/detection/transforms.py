@@ -15,8 +15,11 @@ scaled-down runs set ``train_scales``, ``max_size``, ``crop_*``, ``eval_scale`` 
 
 Targets (detection package's batch fields): ``boxes [G, 4]`` normalised cxcywh by the unpadded
 image size ``image_hw``, ``box_mask [G]``; ignore regions likewise in ``ignore_boxes [I, 4]`` /
-``ignore_mask [I]``. Persons beyond ``max_boxes`` become ignore regions while there is room
-(no loss either way, rather than being taught as background); beyond that they are dropped.
+``ignore_mask [I]``. ``G = max_boxes`` and ``I = max_ignore`` default to a budget that keeps
+every person of CrowdHuman (:mod:`.budget`). Persons beyond ``max_boxes`` become ignore regions
+while there is room (no loss either way, rather than being taught as background); beyond that
+they are dropped; either way the image is counted and logged as a warning that names the field
+to raise (:class:`.budget.OverflowLog`, ``transform.overflow.counts``).
 Eval examples add ``orig_hw`` (the record's image size) for decoding to original pixels and,
 when the record has the builder's ``visible_ratio``, ``visible_ratio [G]`` float32 aligned with
 ``boxes`` (0 in empty slots): the visible fraction of each person, which Caltech's
@@ -30,6 +33,7 @@ import numpy as np
 
 from path_jax.input import image_ops
 from path_jax.input.fields import hw, option
+from path_jax.tasks.detection import budget
 
 DEFAULTS = {
     "image_size": (1344, 1344),                     # static padded canvas (H, W)
@@ -40,8 +44,8 @@ DEFAULTS = {
     "crop_size": (384, 600),                        # RandomSizeCrop(min, max)
     "eval_scale": 800,
     "flip_prob": 0.5,
-    "max_boxes": 100,
-    "max_ignore": 32,
+    "max_boxes": budget.DEFAULT_MAX_BOXES,          # person slots per image
+    "max_ignore": budget.DEFAULT_MAX_IGNORE,        # ignore-region slots per image
 }
 
 
@@ -85,6 +89,10 @@ class _Base:
     self.max_size = int(_opt(cfg, "max_size"))
     self.max_boxes = int(_opt(cfg, "max_boxes"))
     self.max_ignore = int(_opt(cfg, "max_ignore"))
+    name = cfg.get("tfds_name", None) if cfg is not None else None
+    self.overflow = budget.OverflowLog(
+        self.max_boxes, self.max_ignore,
+        f"the dataset reading {name!r}" if name else "a detection dataset")
 
   def _finish(self, image: np.ndarray, region: tuple[float, float, float, float],
               out_hw: tuple[int, int], boxes: np.ndarray, ignore: np.ndarray,
@@ -110,6 +118,7 @@ class _Base:
       return b[keep], keep
 
     (persons, kept), (ignores, _) = place(boxes), place(ignore)
+    self.overflow.record(len(persons), len(ignores))
     # Persons that do not fit the static slots become ignore regions (no loss), not background.
     ignores = np.concatenate([ignores, persons[self.max_boxes:]], axis=0)
     persons = persons[:self.max_boxes]
