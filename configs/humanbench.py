@@ -175,7 +175,10 @@ class Row:
   ``gpus`` x ``per_gpu_batch`` is the authors' images per step (one dataset per GPU group);
   ``sample_weight`` the per-image weight sw = loss_weight / (bs x GPUs); ``group`` the projector
   share group of REFERENCE.md §2.4; ``own_data_dir``: a merged source built into
-  ``<data_dir>/<name>`` (its builder config is shared with another row).
+  ``<data_dir>/<name>`` (its builder config is shared with another row). ``eval_split`` (and
+  ``eval_tfds_name`` where the row is evaluated on another prepared dataset, read from the
+  config's root ``data_dir``): what task metrics during pretraining (``train.metrics_every``)
+  and the suite's w/o-FT protocol evaluate the row's head on.
   """
   name: str
   task: str
@@ -188,12 +191,18 @@ class Row:
   eval_split: str = ""
   own_data_dir: bool = False
   fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  eval_tfds_name: str = ""
 
 
-def _pose(name, tfds_name, gpus, bs, sw, k, pairs, upper, shift=True, eval_split=""):
+def _pose(name, tfds_name, gpus, bs, sw, k, pairs, upper, shift=True, eval_split="",
+          eval_metric=""):
   # mmpose's TopDownRandomShiftBboxCenter runs for every pose set but COCO/AIC/Penn/MHP (§7.1).
+  # eval_metric: the evaluator of the pretraining metrics (train.metrics_every) and of the
+  # suite's w/o-FT protocol: the paper's Tab. 3 metric (COCO/AIC keypoint AP, H36M EPE).
   fields = dict(num_joints=k, flip_pairs=pairs, upper_body_ids=upper,
                 shift_center_prob=0.3 if shift else 0.0)
+  if eval_metric:
+    fields["eval_metric"] = eval_metric
   return Row(name, "pose", tfds_name, gpus, bs, sw, 0.3, "pose", eval_split, fields=fields)
 
 
@@ -205,9 +214,9 @@ def _parsing(name, tfds_name, gpus, bs, sw, classes, pairs, group, eval_split=""
 
 PRETRAIN_ROWS: tuple[Row, ...] = (
     _pose("pose_coco", "pose/coco", 2, 224, 8000, 17, COCO_FLIP_PAIRS, COCO_UPPER_BODY,
-          shift=False, eval_split="val"),
+          shift=False, eval_split="val", eval_metric="coco_ap"),
     _pose("pose_aic", "pose/aic", 2, 224, 6000, 14, AIC_FLIP_PAIRS, AIC_UPPER_BODY,
-          shift=False, eval_split="val"),
+          shift=False, eval_split="val", eval_metric="coco_ap"),
     _pose("pose_posetrack", "pose/posetrack", 1, 224, 6000, 15, POSETRACK_FLIP_PAIRS,
           POSETRACK_UPPER_BODY),
     _pose("pose_jrdb2022", "pose/jrdb", 1, 224, 4000, 17, JRDB_FLIP_PAIRS, JRDB_UPPER_BODY),
@@ -220,7 +229,7 @@ PRETRAIN_ROWS: tuple[Row, ...] = (
     _pose("pose_3dhp", "pose/mpi_inf_3dhp", 1, 128, 2000, 17, JRDB_FLIP_PAIRS,
           JRDB_UPPER_BODY),
     _pose("pose_h36m", "pose/h36m", 1, 128, 2000, 17, H36M_POSE_FLIP_PAIRS,
-          H36M_POSE_UPPER_BODY, eval_split="val"),
+          H36M_POSE_UPPER_BODY, eval_split="val", eval_metric="epe"),
     _pose("pose_aist", "pose/aist", 1, 128, 2000, 17, AIST_FLIP_PAIRS, AIST_UPPER_BODY),
     _parsing("parsing_h36m", "parsing/h36m_parsing", 3, 26, 20, 25, H36M_PARSING_FLIP_PAIRS,
              "human_parsing", eval_split="val"),
@@ -234,12 +243,17 @@ PRETRAIN_ROWS: tuple[Row, ...] = (
     _parsing("parsing_deepfashion2", "parsing/deepfashion2", 2, 32, 15, 14, (),
              "clothes_parsing"),
     _parsing("parsing_modanet", "parsing/modanet", 1, 32, 15, 14, (), "clothes_parsing"),
+    # Evaluated on its own test split (RAPv2's and PA-100K's test images, -1 in the other set's
+    # columns; mA over all 80). The suite's w/o FT scores RAPv2 / PA-100K on their own test
+    # splits with columns 0-53 / 54-79 of this head (PRETRAINED_HEADS).
     Row("attr_rap2_pa100k", "attributes", "attributes/generic", 1, 128, 0.1, 0.1, "attributes",
-        own_data_dir=True, fields=dict(num_attributes=80)),
+        eval_split="test", own_data_dir=True, fields=dict(num_attributes=80)),
     Row("attr_5set", "attributes", "attributes/generic", 1, 116, 0.1, 0.1, "attributes",
         own_data_dir=True, fields=dict(num_attributes=154)),
-    Row("reid_4sets", "reid", "reid/lists", 1, 112, 5, 0.0, "reid", own_data_dir=True,
-        fields=dict(num_classes=3261)),
+    # The merged lists have no query/gallery: Market-1501's stands for the row during
+    # pretraining; the suite's w/o FT evaluates this head on Market-1501, MSMT17 and CUHK03.
+    Row("reid_4sets", "reid", "reid/lists", 1, 112, 5, 0.0, "reid", eval_split="query+gallery",
+        own_data_dir=True, fields=dict(num_classes=3261), eval_tfds_name="reid/market1501"),
     Row("reid_last_prcc_dgmarket", "reid", "reid/lists", 1, 96, 0.1, 0.0, "reid",
         own_data_dir=True, fields=dict(num_classes=5901)),
     Row("reid_luperson", "reid", "reid/luperson_nl", 2, 192, 1, 0.0, "reid",
@@ -322,6 +336,9 @@ def pretrain_datasets(scale: float = 1.0, divisor: int = 8, *,
         projector_group=group, eval_split=row.eval_split, gpus=layout.get(
             row.name, (row.gpus, 0))[0],
         data_dir=_own_dir(data_dir, row.name) if row.own_data_dir else "", **fields)
+    if row.eval_tfds_name:   # another prepared dataset, in the root data_dir
+      out[row.name].eval_tfds_name = row.eval_tfds_name
+      out[row.name].eval_data_dir = _default_data_dir() if data_dir is None else data_dir
   return out
 
 
@@ -436,6 +453,40 @@ def downstream_datasets(data_dir: str | config_dict.FieldReference | None = None
   for d in DOWNSTREAM:
     out[d.name] = downstream_dataset(d.name, data_dir)
   return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's "PATH (w/o FT)" row (Tab. 3): the pretraining heads evaluated directly, on the
+# in-dataset evaluations. Which pretraining row's head stands for each downstream set
+# (python -m path_jax.suite --protocol=none). Sets not listed (ATR, SenseReID, Caltech, MPII,
+# PETA and counting) have no pretraining head: Tab. 3 has '-' there.
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedHead:
+  """A downstream set's pretraining head: ``row`` (a ``PRETRAIN_ROWS`` name); ``columns``
+  ``(start, stop)`` of a merged attribute row's output that are this set's attributes."""
+  row: str
+  columns: tuple[int, int] | None = None
+
+
+PRETRAINED_HEADS: dict[str, PretrainedHead] = {
+    "h36m_parsing": PretrainedHead("parsing_h36m"),
+    "lip": PretrainedHead("parsing_lip"),
+    "cihp": PretrainedHead("parsing_cihp"),
+    # reid_4sets merges the four training sets: one head for the three ReID columns.
+    "market1501": PretrainedHead("reid_4sets"),
+    "msmt17": PretrainedHead("reid_4sets"),
+    "cuhk03": PretrainedHead("reid_4sets"),
+    "crowdhuman": PretrainedHead("det_crowdhuman"),
+    "coco": PretrainedHead("pose_coco"),
+    "h36m_pose": PretrainedHead("pose_h36m"),
+    "aic": PretrainedHead("pose_aic"),
+    # attr_rap2_pa100k: RAPv2's 54 columns, then PA-100K's 26 (the authors' MultiAttrDataset);
+    # Tab. 3 reports no w/o-FT attribute numbers.
+    "rapv2": PretrainedHead("attr_rap2_pa100k", (0, 54)),
+    "pa100k": PretrainedHead("attr_rap2_pa100k", (54, 80)),
+}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,11 @@ MR^-2 over all non-ignored people (the builder ignores people under 35 % visible
 "reasonable" cut). That MR^-2 stays at ~98-100 % for this tiny model (its misses at low
 false-positive rates saturate), so ``check_metric`` judges mini_caltech against chance on AP
 instead; the table keeps MR^-2.
+
+The suite's w/o-FT protocol (``--protocol=none``) trains nothing: none of the seven sets above
+has a pretraining head, so it adds ``IN_DATASET_SETS``, the demo pretraining sets' own evaluation
+splits (:func:`in_dataset_config`), each scored by its own head (``PRETRAINED_HEADS``) with the
+Table 3 metric of the in-dataset column it stands for.
 """
 from __future__ import annotations
 
@@ -93,6 +98,32 @@ MINI_SETS: tuple[MiniSet, ...] = (
 NAMES = tuple(s.name for s in MINI_SETS)
 
 
+@dataclasses.dataclass(frozen=True)
+class InDatasetSet:
+  """A pretraining set's own evaluation split, standing for a Table 3 in-dataset column under
+  the suite's w/o-FT protocol (``--protocol=none``): scored by that set's pretraining head, with
+  the column's metric."""
+  name: str                 # the pretraining set (configs/demo.py), also its head
+  stands_for: str
+  eval_metric: str
+  eval_protocol: str = ""   # detection only
+
+
+# The seven downstream sets above have no pretraining head (their columns are '-' in Table 3's
+# w/o-FT row too); these are the mini suite's in-dataset evaluations.
+IN_DATASET_SETS: tuple[InDatasetSet, ...] = (
+    InDatasetSet("mini_market", "market1501", "map_cmc"),
+    InDatasetSet("mini_coco", "coco", "coco_ap"),
+    InDatasetSet("mini_lip", "lip", "miou"),
+    InDatasetSet("mini_pa100k", "pa100k", "ma"),
+    InDatasetSet("mini_crowdhuman", "crowdhuman", "ap_mr", eval_protocol="crowdhuman"),
+)
+IN_DATASET_NAMES = tuple(s.name for s in IN_DATASET_SETS)
+# Suite dataset -> pretraining head (the set's own head; configs/humanbench.py PRETRAINED_HEADS
+# for the HumanBench suite).
+PRETRAINED_HEADS = {s.name: humanbench.PretrainedHead(s.name) for s in IN_DATASET_SETS}
+
+
 def mini_set(name: str) -> MiniSet:
   found = [s for s in MINI_SETS if s.name == name]
   if not found:
@@ -143,6 +174,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.layer_decay = 0.75
   c.optimizer.schedule.name = "warmup_cosine"
   c.optimizer.schedule.warmup_fraction = WARMUP_FRACTION   # total_steps follows num_steps
+  return c
+
+
+def in_dataset_config(name: str) -> ml_collections.ConfigDict:
+  """What the suite's w/o-FT protocol reads of in-dataset set ``name``: configs/demo.py's
+  pretraining subtree (data, eval split, transforms) with the Table 3 metric; nothing trains."""
+  from configs import demo
+  found = [s for s in IN_DATASET_SETS if s.name == name]
+  if not found:
+    raise KeyError(f"unknown mini in-dataset set {name!r}; known: {list(IN_DATASET_NAMES)}")
+  s = found[0]
+  c = demo.get_config("pretrain")
+  c.mode = "evaluate"
+  d = c.datasets[name]
+  d.eval_metric = s.eval_metric
+  d.eval_tfds_name = ""
+  d.check_metric = ""
+  if d.task == "detection":
+    d.eval_protocol = s.eval_protocol
+  c.datasets = ml_collections.ConfigDict({name: d})
   return c
 
 

@@ -6,6 +6,12 @@ set, so every host computes the same numbers (host 0 writes them).
 
 Eval splits: ``cfg.eval_split`` names one split, or several joined by ``+``; for ReID the
 convention is ``'query+gallery'`` and each batch is tagged ``is_query`` by its split.
+
+Where the evaluation data lives: ``eval_tfds_name`` ('' = ``tfds_name``) in ``eval_data_dir``
+('' = the dataset's ``data_dir``; a pretraining row built into its own folder evaluates on a set
+of the root data dir). ``eval_columns`` ``(start, stop)`` (attributes): score only those output
+columns, against a set that has just those attributes (a merged pretraining row's head on one of
+its sources, the suite's w/o-FT protocol).
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ def coco_gt_path(cfg: Mapping[str, Any], data_dir: str | None = None,
   and the command that writes it.
   """
   name = str(cfg.get("eval_tfds_name", "") or cfg.tfds_name)
-  data_dir = str(data_dir or cfg.get("data_dir", "") or "")
+  data_dir = str(data_dir or cfg.get("eval_data_dir", "") or cfg.get("data_dir", "") or "")
   split = str(split or cfg.get("eval_split", "") or "val")
   if "+" in split:
     raise ValueError(f"COCO keypoint AP evaluates one split, got eval_split={split!r} for "
@@ -121,6 +127,11 @@ def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_d
   more), e.g. for metrics during pretraining; the result's ``num_examples`` says how many.
   """
   task = str(cfg.task)
+  data_dir = str(cfg.get("eval_data_dir", "") or data_dir)
+  columns = cfg.get("eval_columns", None)
+  if columns is not None and task != "attributes":
+    raise ValueError(f"dataset {name!r}: eval_columns selects attribute outputs; task {task!r} "
+                     "has none (drop eval_columns)")
   split = split or str(cfg.get("eval_split", "") or "")
   if not split:
     raise ValueError(f"dataset {name!r} has no eval_split; set config.datasets.{name}.eval_split "
@@ -131,6 +142,8 @@ def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_d
   per_host = max(local_shards, per_host - per_host % local_shards)
   predict = make_predict_fn(model, name, task, cfg, rules)
   evaluator = make_evaluator(task, cfg, data_dir=data_dir, split=split)
+  if max_examples and hasattr(evaluator, "seen_images_only"):
+    evaluator.seen_images_only = True   # COCO AP over the evaluated images only
   samples: dict[str, list] = {"batch": [], "predictions": []}
   kept = 0
   t0 = time.perf_counter()
@@ -154,6 +167,8 @@ def evaluate_dataset(model, params, batch_stats, name: str, cfg, *, mesh, data_d
       full = multihost_utils.process_allgather(gb, tiled=True)
       preds = jax.tree.map(np.asarray, preds)
       full = jax.tree.map(np.asarray, full)
+      if columns is not None:
+        preds = {k: v[:, int(columns[0]):int(columns[1])] for k, v in preds.items()}
       evaluator.update(preds, full)
       n += int(np.sum(full["mask"]))
       seen += int(np.sum(full["mask"]))

@@ -67,7 +67,8 @@ METRICS = {
 }
 
 # Table 3's row names for the finetuning protocols.
-PROTOCOL_ROWS = {"full": "PATH (FT)", "head": "PATH (Head FT)", "partial": "PATH (Partial FT)"}
+PROTOCOL_ROWS = {"full": "PATH (FT)", "head": "PATH (Head FT)", "partial": "PATH (Partial FT)",
+                 "none": "PATH (w/o FT)"}
 
 
 def _row(top: tuple, bottom: tuple) -> dict[str, float | None]:
@@ -84,7 +85,8 @@ PATH_B: dict[str, dict[str, float | None]] = {
                  (75.2, 6.1, 31.6, 92.7, 77.4, 72.4, 79.0, _, _)),
     "partial": _row((63.7, 60.0, 63.1, 97.2, 88.7, 66.1, 79.5, 48.2, 90.9, 28.3),
                     (76.0, 6.1, 33.3, 93.0, 86.9, 83.1, 89.8, _, 14.0)),
-    # "PATH (w/o FT)": the pretraining heads evaluated directly (no finetuning protocol here).
+    # "PATH (w/o FT)": the pretraining heads evaluated directly (python -m path_jax.suite
+    # --protocol=none); '-' wherever the set has no pretraining head or Table 3 gives none.
     "none": _row((63.9, 56.3, 63.9, _, 88.6, 66.3, 77.2, _, 89.1, _),
                  (75.0, 6.9, 31.1, _, _, _, _, _, _)),
 }

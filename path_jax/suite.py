@@ -3,6 +3,7 @@
   python -m path_jax.suite --backbone=PRETRAIN_DIR/export --protocol=partial --workdir=DIR \\
       [--suite=humanbench|mini] [--datasets=atr,peta] [--data_dir=...] [--set=train.num_steps=500]
       [--set=market1501:dataset.image_size=(384,128)] [--chance]
+  python -m path_jax.suite --backbone=PRETRAIN_DIR --protocol=none --workdir=DIR   # w/o FT
 
 ``--set=key=value`` overrides every dataset's config (``dataset.<field>`` is the dataset's own
 subtree); ``--set=<dataset>:key=value`` only that dataset's, applied after the others (a name
@@ -30,6 +31,24 @@ Table 3 reports for it is read from the evaluation. A dataset that raises is rec
 Written: DIR/results.json (per dataset: status, the Table 3 metric, the paper's PATH-B number for
 the protocol, the full metric dict, chance, timing, skip/failure reason and preparation commands)
 and DIR/results.md (Table 3's two halves, ours beside the paper's, then skipped/failed datasets).
+
+Protocol ``none`` ("w/o FT", Table 3's "PATH (w/o FT)" row): nothing is trained. ``--backbone``
+is then a pretraining run's workdir (its checkpoints hold the full PATH model: backbone,
+projectors and heads; its config.json the model's config), or ``demo_pretrain`` (mini suite:
+pretrain first, into DIR/pretrain). The newest checkpoint is restored once, and each suite
+dataset with a pretraining head (``configs/humanbench.py`` PRETRAINED_HEADS, mini:
+``configs/mini_suite.py`` PRETRAINED_HEADS: the in-dataset evaluations) is scored by that head
+through the training program's evaluation (path_jax.train.run_evaluation, as
+``train.metrics_every`` runs it) on the suite dataset's own evaluation split and Table 3 metric;
+the head keeps its pretraining input size. Datasets without a head are rows marked "not
+pretrained (no head)". For the mini suite the protocol adds the demo pretraining sets' own
+evaluation splits (mini_market, mini_coco, mini_lip, mini_pa100k, mini_crowdhuman), which stand
+for Table 3's in-dataset columns; the seven downstream sets have no head.
+
+Pose boxes: COCO keypoint AP (``eval_metric='coco_ap'``) is scored on the person detections
+(split ``val_dets``, as the paper) when they are prepared, else on ground-truth boxes (``val``);
+the table says which ("det boxes" / "GT boxes"). ``--set=coco:dataset.eval_split=val`` forces
+ground-truth boxes.
 
 Chance (``--chance``; on by default for the mini suite only, so a HumanBench run shows a chance
 row only when asked, and its table says so): the same evaluators fed random predictions on the
@@ -65,7 +84,11 @@ from path_jax import paper_results  # noqa: E402
 SUITES = ("humanbench", "mini")
 RANDOM_INIT = "random_init"    # --backbone value: finetune from a randomly initialised backbone
 DEMO_PRETRAIN = "demo_pretrain"  # --backbone value (mini suite): pretrain the demo model first
-PROTOCOL_TITLES = {"full": "FT", "head": "Head FT", "partial": "Partial FT"}
+WOFT = "none"   # --protocol value: the pretraining heads evaluated directly (Table 3 "w/o FT")
+PROTOCOLS = ("full", "head", "partial", WOFT)
+PROTOCOL_TITLES = {"full": "FT", "head": "Head FT", "partial": "Partial FT", WOFT: "w/o FT"}
+NOT_PRETRAINED = "not pretrained (no head)"
+DET_SPLIT = "val_dets"     # COCO-style pose: the person detections' split (data/pose/builder.py)
 MINI_BUILD = "python -m data.humanbench_mini.build_all --data_dir={data_dir}"
 HUMANBENCH_BUILD = ("python data/build.py {name} --manual_dir=<{title} source folder, layout in "
                     "data/README.md ({builder})> --data_dir={data_dir}")
@@ -87,8 +110,11 @@ class Entry:
   make_config: Callable[[str], Any]
 
 
-def suite_entries(suite: str) -> list[Entry]:
-  """The datasets of ``suite`` in Table 3's column order (top half, then bottom half)."""
+def suite_entries(suite: str, protocol: str = "full") -> list[Entry]:
+  """The datasets of ``suite`` in Table 3's column order (top half, then bottom half).
+
+  Protocol ``none`` on the mini suite adds the pretraining sets' evaluations
+  (configs/mini_suite.py IN_DATASET_SETS): the only mini sets with a pretraining head."""
   if suite == "humanbench":
     def make(name):
       return lambda protocol: importlib.import_module(f"configs.finetune.{name}").get_config(
@@ -97,9 +123,12 @@ def suite_entries(suite: str) -> list[Entry]:
   if suite == "mini":
     from configs import mini_suite
     order = paper_results.TOP_HALF + paper_results.BOTTOM_HALF
-    sets = sorted(mini_suite.MINI_SETS, key=lambda s: order.index(s.stands_for))
+    sets = mini_suite.MINI_SETS + (mini_suite.IN_DATASET_SETS if protocol == WOFT else ())
+    sets = sorted(sets, key=lambda s: order.index(s.stands_for))
 
     def make_mini(name):
+      if name in mini_suite.IN_DATASET_NAMES:
+        return lambda protocol: mini_suite.in_dataset_config(name)
       return lambda protocol: mini_suite.get_config(f"dataset={name},protocol={protocol}")
     return [Entry(s.name, s.stands_for, make_mini(s.name)) for s in sets]
   raise ValueError(f"--suite={suite!r}; use one of {SUITES}")
@@ -207,23 +236,26 @@ def point_at_backbone(cfg, backbone: str, arch: Mapping[str, Any] | None) -> Non
     b.cls_token = bool(arch["cls_token"])
 
 
-def required_data(cfg) -> list[tuple[str, str, str]]:
-  """Every (tfds name, split, data_dir) the finetuning run reads: training and evaluation."""
+def required_data(cfg, train: bool = True) -> list[tuple[str, str, str]]:
+  """Every (tfds name, split, data_dir) the finetuning run reads: training (``train``) and
+  evaluation."""
   out = []
   for name in cfg.datasets:
     d = cfg.datasets[name]
     data_dir = str(d.get("data_dir", "") or cfg.data_dir)
-    out.append((str(d.tfds_name), str(d.split), data_dir))
+    if train:
+      out.append((str(d.tfds_name), str(d.split), data_dir))
     eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
-    out += [(eval_name, s, data_dir) for s in str(d.get("eval_split", "") or "").split("+") if s]
+    eval_dir = str(d.get("eval_data_dir", "") or data_dir)
+    out += [(eval_name, s, eval_dir) for s in str(d.get("eval_split", "") or "").split("+") if s]
   return out
 
 
-def missing_data(cfg) -> list[tuple[str, str, str, str]]:
+def missing_data(cfg, train: bool = True) -> list[tuple[str, str, str, str]]:
   """(tfds name, split, data_dir, error) of every required split that is not prepared."""
   from path_jax.input import sources
   out = []
-  for tfds_name, split, data_dir in required_data(cfg):
+  for tfds_name, split, data_dir in required_data(cfg, train):
     try:
       sources.check_prepared(tfds_name, split, data_dir)
     except (FileNotFoundError, ValueError, OSError) as e:
@@ -300,8 +332,9 @@ def chance_metrics(cfg, name: str, seed: int = 0) -> dict[str, float]:
     majority_class = most_frequent_label(str(d.tfds_name), str(d.split), data_dir,
                                          int(d.num_classes))
   eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
+  eval_dir = str(d.get("eval_data_dir", "") or data_dir)
   for part in str(d.eval_split).split("+"):
-    source = sources.open_source(eval_name, part, data_dir)
+    source = sources.open_source(eval_name, part, eval_dir)
     for batch in eval_input.eval_iterator_for(task, d, source, 16):
       n = batch["mask"].shape[0]
       if task == "reid":
@@ -349,6 +382,181 @@ def most_frequent_label(tfds_name: str, split: str, data_dir: str, num_classes: 
     raise ValueError(f"{tfds_name} split {split!r} in {data_dir} has no labelled pixel below "
                      f"num_classes={num_classes}; check the dataset's num_classes")
   return int(np.argmax(counts))
+
+
+# ----------------------------------------------------------------------------------------------
+# COCO keypoint AP: detector or ground-truth person boxes.
+
+
+def choose_pose_boxes(cfg, name: str) -> None:
+  """COCO keypoint AP on the person detections (split ``val_dets``) when they are prepared, as
+  the paper's number; otherwise on ground-truth boxes. Only a config left at ``val`` changes (an
+  override applied afterwards still wins)."""
+  from path_jax.input import sources
+  d = cfg.datasets[name]
+  if d.task != "pose" or str(d.get("eval_metric", "") or "") != "coco_ap":
+    return
+  if str(d.get("eval_split", "") or "") != "val":
+    return
+  eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
+  data_dir = str(d.get("eval_data_dir", "") or d.get("data_dir", "") or cfg.data_dir)
+  try:
+    sources.check_prepared(eval_name, DET_SPLIT, data_dir)
+  except (FileNotFoundError, ValueError, OSError):
+    logging.info("suite: %s: no %r split of %s in %s: COCO keypoint AP on ground-truth boxes",
+                 name, DET_SPLIT, eval_name, data_dir)
+    return
+  with cfg.unlocked():
+    d.eval_split = DET_SPLIT
+
+
+def pose_boxes(cfg, name: str) -> str | None:
+  """'det boxes' / 'GT boxes' for a COCO keypoint AP dataset (None for other metrics)."""
+  d = cfg.datasets[name]
+  if d.task != "pose" or str(d.get("eval_metric", "") or "") != "coco_ap":
+    return None
+  return "det boxes" if str(d.get("eval_split", "")).endswith("_dets") else "GT boxes"
+
+
+# ----------------------------------------------------------------------------------------------
+# Protocol none (w/o FT): the pretraining heads, restored from a pretraining run.
+
+
+def pretrained_heads(suite: str) -> dict[str, Any]:
+  """Suite dataset -> its pretraining head (``configs.humanbench.PretrainedHead``)."""
+  if suite == "mini":
+    from configs import mini_suite
+    return dict(mini_suite.PRETRAINED_HEADS)
+  from configs import humanbench
+  return dict(humanbench.PRETRAINED_HEADS)
+
+
+def _tuples(x):
+  if isinstance(x, dict):
+    return {k: _tuples(v) for k, v in x.items()}
+  if isinstance(x, list):
+    return tuple(_tuples(v) for v in x)
+  return x
+
+
+def load_run_config(workdir: str):
+  """The config a training run wrote (WORKDIR/config.json, counts filled from its data), as a
+  ConfigDict (JSON lists as tuples, as the config files give them)."""
+  import ml_collections
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"--protocol={WOFT} evaluates a pretraining run's heads: {path} is missing; pass the "
+        "workdir of a pretraining run (python -m path_jax.main --config=... --workdir=DIR), "
+        f"not its export (or --backbone={DEMO_PRETRAIN} with --suite=mini)")
+  with open(path) as f:
+    return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+# Fields of the suite dataset's subtree that say what to evaluate and how to score it.
+EVAL_FIELDS = ("eval_tfds_name", "eval_split", "eval_data_dir", "eval_metric", "eval_protocol",
+               "oks_sigmas", "eval_columns")
+
+
+class PretrainedModel:
+  """A pretraining run restored once (newest checkpoint: backbone, projectors and heads) for
+  evaluating its heads on other evaluation sets (:meth:`evaluate`)."""
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.cfg = load_run_config(workdir)
+    if self.cfg.mode != "pretrain":
+      raise ValueError(f"{workdir} is a {self.cfg.mode!r} run; --protocol={WOFT} needs a "
+                       "pretraining run's workdir (its heads are what w/o FT evaluates)")
+    self._restored = None
+
+  @property
+  def rows(self) -> list[str]:
+    return list(self.cfg.datasets)
+
+  def _restore(self):
+    """Set-up and the newest checkpoint, as path_jax.train.evaluate restores them; no row
+    evaluates its own split (:meth:`evaluate` points one row at a time at a suite dataset)."""
+    if self._restored is None:
+      from path_jax import checkpoint as ckpt_lib
+      from path_jax import train
+      from path_jax.state import abstract_train_state
+      cfg = self.cfg
+      cfg.mode = "evaluate"
+      cfg.evaluate.split = ""
+      for name in cfg.datasets:
+        cfg.datasets[name].eval_split = ""
+      s = train.setup(cfg)
+      checkpointer = ckpt_lib.Checkpointer(self.workdir, save_every=1,
+                                           keep=cfg.train.keep_checkpoints)
+      if checkpointer.latest_step() is None:
+        checkpointer.close()
+        raise FileNotFoundError(f"{self.workdir} has no complete checkpoint; pretrain first "
+                                f"(python -m path_jax.main --config=... --workdir={self.workdir})")
+      abstract, _ = abstract_train_state(s.model, s.make_tx, s.image_shapes, s.mesh, s.rules)
+      state, _ = checkpointer.restore(abstract)
+      checkpointer.close()
+      self._restored = (s, state)
+      logging.info("suite: restored step %d of the pretraining run %s (%d heads: %s)",
+                   int(jax_step(state)), self.workdir, len(self.rows), ", ".join(self.rows))
+    return self._restored
+
+  @property
+  def step(self) -> int:
+    return int(jax_step(self._restore()[1]))
+
+  def evaluate(self, row: str, target, columns=None, output: str = "") -> dict[str, float]:
+    """Row ``row``'s head on the evaluation split of dataset subtree ``target`` (a suite
+    dataset's: its data, split and metric; the head keeps the row's input transforms), through
+    path_jax.train.run_evaluation. ``columns``: the attribute outputs that are ``target``'s."""
+    from path_jax import train
+    s, state = self._restore()
+    d = self.cfg.datasets[row]
+    if d.task != target.task:
+      raise ValueError(f"pretraining row {row!r} is a {d.task} head, the dataset a {target.task} "
+                       "set; fix the PRETRAINED_HEADS mapping")
+    values = {k: target.get(k, None) for k in EVAL_FIELDS}
+    values.update(eval_tfds_name=str(target.get("eval_tfds_name", "") or target.tfds_name),
+                  eval_data_dir=str(target.get("eval_data_dir", "") or target.data_dir),
+                  eval_columns=None if columns is None else tuple(int(c) for c in columns))
+    absent = object()
+    saved = {k: d[k] if k in d else absent for k in EVAL_FIELDS}
+    with d.unlocked():
+      try:
+        for k, v in values.items():
+          if v is not None or k in d:
+            d[k] = v
+        return dict(train.run_evaluation(self.cfg, s, state.params, state.batch_stats,
+                                         self.workdir, step=self.step, output=output)[row])
+      finally:   # the row evaluates nothing again until the next call points it somewhere
+        for k, v in saved.items():
+          if v is absent:
+            if k in d:
+              del d[k]
+          else:
+            d[k] = v
+
+
+def jax_step(state) -> int:
+  import jax
+  return int(jax.device_get(state.step))
+
+
+def head_problem(row_cfg, target, columns) -> str:
+  """Why ``row_cfg``'s head cannot score dataset ``target`` ('' when it can): the label space
+  (parsing classes, pose joints, attribute columns) must be the dataset's."""
+  if row_cfg.task != target.task:
+    return f"the head is a {row_cfg.task} head, the dataset a {target.task} set"
+  field = {"parsing": "num_classes", "pose": "num_joints", "attributes": "num_attributes"}.get(
+      str(target.task))
+  if field is None:
+    return ""
+  have = (int(columns[1]) - int(columns[0])) if columns is not None else row_cfg.get(field, None)
+  want = target.get(field, None)
+  if have is None or want is None or int(have) != int(want):
+    what = f"columns {tuple(columns)}" if columns is not None else f"{field}={have}"
+    return f"the head's {what} do not match the dataset's {field}={want}"
+  return ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,9 +612,12 @@ def run_one(entry: Entry, *, suite: str, protocol: str, backbone: str, arch, wor
     if data_dir:
       cfg.data_dir = data_dir
     point_at_backbone(cfg, backbone, arch)
+    choose_pose_boxes(cfg, entry.name)
     apply_overrides(cfg, entry.name, overrides)
     metric = metric_of(cfg, entry.name)
     rec.update(task=str(cfg.datasets[entry.name].task), metric=dataclasses.asdict(metric))
+    if pose_boxes(cfg, entry.name):
+      rec["boxes"] = pose_boxes(cfg, entry.name)
     missing = missing_data(cfg)
     if missing:
       rec.update(status="skipped",
@@ -439,6 +650,72 @@ def run_one(entry: Entry, *, suite: str, protocol: str, backbone: str, arch, wor
   return rec
 
 
+def run_one_woft(entry: Entry, *, suite: str, pretrained: PretrainedModel, heads: Mapping,
+                 workdir: str, data_dir: str, overrides: Sequence[str], chance: bool
+                 ) -> dict[str, Any]:
+  """Protocol none: scores ``entry`` with its pretraining head (``heads[entry.name]``), no
+  training; returns its results.json record (never raises). A dataset without a head, or whose
+  head the run lacks, is recorded as ``not_pretrained``."""
+  rec: dict[str, Any] = {"stands_for": entry.stands_for, "status": "ok",
+                         "paper": paper_results.paper_value(entry.stands_for, WOFT),
+                         "workdir": os.path.join(workdir, entry.name)}
+  t0 = time.perf_counter()
+  try:
+    cfg = entry.make_config("full")   # only its dataset subtree is read: data, split, metric
+    if data_dir:
+      cfg.data_dir = data_dir
+    choose_pose_boxes(cfg, entry.name)
+    apply_overrides(cfg, entry.name, overrides)
+    metric = metric_of(cfg, entry.name)
+    rec.update(task=str(cfg.datasets[entry.name].task), metric=dataclasses.asdict(metric))
+    if pose_boxes(cfg, entry.name):
+      rec["boxes"] = pose_boxes(cfg, entry.name)
+    head = heads.get(entry.name)
+    if head is None or head.row not in pretrained.rows:
+      rec.update(status="not_pretrained", reason=NOT_PRETRAINED + (
+          ": pretraining has no head for this set" if head is None else
+          f": the pretraining run has no {head.row!r} row (its rows: {pretrained.rows})"))
+      return rec
+    rec["head"] = head.row
+    if head.columns is not None:
+      rec["head_columns"] = list(head.columns)
+    # Evaluation data only (parsing and counting chance read the training split too).
+    needs_train = chance and rec["task"] in ("parsing", "counting")
+    missing = missing_data(cfg, train=needs_train)
+    if missing:
+      rec.update(status="skipped",
+                 reason="; ".join(f"{n} split {s!r} not prepared in {dd}" for n, s, dd, _ in
+                                  missing),
+                 prepare=prepare_commands(suite, entry.stands_for, missing))
+      return rec
+    fill_metadata(cfg)
+    target = cfg.datasets[entry.name]
+    problem = head_problem(pretrained.cfg.datasets[head.row], target, head.columns)
+    if problem:
+      raise ValueError(f"pretraining head {head.row!r} cannot score {entry.name}: {problem}")
+    metrics = pretrained.evaluate(head.row, target, head.columns,
+                                  output=os.path.join(rec["workdir"], "eval"))
+    rec["step"] = pretrained.step
+    rec["metrics"] = metrics
+    rec["value"] = table_value(metrics, metric)
+    if rec["value"] is None:
+      raise KeyError(f"the evaluation of {entry.name} has no {metric.key!r} (Table 3's "
+                     f"{metric.label}); it gave {sorted(metrics)}")
+    if chance:
+      rec["chance_metrics"] = chance_metrics(cfg, entry.name)
+      rec["chance"] = table_value(rec["chance_metrics"], metric)
+      check = check_metric_of(cfg, entry.name)
+      value, floor = table_value(metrics, check), table_value(rec["chance_metrics"], check)
+      rec["check"] = {"metric": dataclasses.asdict(check), "value": value, "chance": floor,
+                      "margin": margin_over_chance(value, floor, check.lower_is_better)}
+  except Exception as e:  # noqa: BLE001  (one dataset's failure must not stop the suite)
+    logging.error("suite: %s failed:\n%s", entry.name, traceback.format_exc())
+    rec.update(status="failed", reason=f"{type(e).__name__}: {e}")
+  finally:
+    rec["seconds"] = time.perf_counter() - t0
+  return rec
+
+
 def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "humanbench",
               datasets: Sequence[str] = (), data_dir: str = "", overrides: Sequence[str] = (),
               chance: bool | None = None, pretrain_steps: int | None = None,
@@ -448,16 +725,18 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
   ``variant``: the ViT variant that ``backbone='random_init'`` builds (default the suite's).
   ``pretrain_only`` (with ``backbone='demo_pretrain'``): pretrain and export only; returns
   ``{'export': path, 'pretrain': {...}}`` and writes no results."""
-  from configs.common import PROTOCOLS
   if protocol not in PROTOCOLS:
     raise ValueError(f"--protocol={protocol!r}; use one of {PROTOCOLS}")
+  if protocol == WOFT and backbone == RANDOM_INIT:
+    raise ValueError(f"--protocol={WOFT} evaluates a pretraining run's heads: pass its workdir "
+                     f"(or --backbone={DEMO_PRETRAIN} with --suite=mini), not {RANDOM_INIT}")
   if variant and backbone != RANDOM_INIT:
     raise ValueError(f"--variant={variant} applies to --backbone={RANDOM_INIT} only: an export "
                      "or a state dict brings its own architecture")
   if pretrain_only and backbone != DEMO_PRETRAIN:
     raise ValueError(f"--pretrain_only pretrains the demo backbone: use it with "
                      f"--backbone={DEMO_PRETRAIN} --suite=mini")
-  all_entries = suite_entries(suite)
+  all_entries = suite_entries(suite, protocol)
   entries = select(all_entries, datasets)
   check_overrides(overrides, [e.name for e in all_entries], [e.name for e in entries])
   pretrain_seconds = None
@@ -467,7 +746,11 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
       raise ValueError(f"--backbone={DEMO_PRETRAIN} pretrains on humanbench_mini: use it with "
                        "--suite=mini")
     t = time.perf_counter()
-    backbone = demo_pretrain_export(os.path.join(workdir, "pretrain"), data_dir, pretrain_steps)
+    if protocol == WOFT and not pretrain_only:   # the heads are evaluated: no export
+      backbone = demo_pretrain(os.path.join(workdir, "pretrain"), data_dir, pretrain_steps)
+    else:
+      backbone = demo_pretrain_export(os.path.join(workdir, "pretrain"), data_dir,
+                                      pretrain_steps)
     pretrain_seconds = time.perf_counter() - t
     if pretrain_only:
       return {"suite": suite, "export": os.path.abspath(backbone),
@@ -491,6 +774,10 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
     logging.info("suite: %s builds a randomly initialised backbone: %s (from %s)", RANDOM_INIT,
                  describe_arch(arch), notes["random_init"]["from"])
     backbone = random_backbone_export(os.path.join(workdir, "random_init_export"), b)
+  if protocol == WOFT and (not backbone or not os.path.isdir(backbone)):
+    raise FileNotFoundError(f"--backbone={backbone!r} is not a directory; --protocol={WOFT} "
+                            "takes a pretraining run's workdir (python -m path_jax.main "
+                            f"--config=... --workdir=DIR) or {DEMO_PRETRAIN!r} (--suite=mini)")
   if not backbone or not os.path.exists(backbone):
     raise FileNotFoundError(f"--backbone={backbone!r} does not exist; pass an export directory "
                             "(python -m path_jax.main --config=... --config.mode=export) or a "
@@ -498,6 +785,10 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
   chance = (suite == "mini") if chance is None else chance
   logging.info("suite: chance levels %s", "on" if chance else
                "off (--chance computes them; on by default for --suite=mini only)")
+  if protocol == WOFT:
+    return _run_woft(entries, backbone=backbone, suite=suite, workdir=workdir,
+                     data_dir=data_dir, overrides=overrides, chance=chance, notes=notes,
+                     pretrain_seconds=pretrain_seconds, pretrain_steps=pretrain_steps)
   arch = backbone_arch(backbone)
   os.makedirs(workdir, exist_ok=True)
   out: dict[str, Any] = {"suite": suite, "protocol": protocol,
@@ -514,6 +805,31 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
                   workdir=workdir, data_dir=data_dir, overrides=overrides, chance=chance)
     out["datasets"][entry.name] = rec
     write_results(out, workdir)          # partial results survive a crash of a later dataset
+  out["seconds"] = time.perf_counter() - t0
+  write_results(out, workdir)
+  return out
+
+
+def _run_woft(entries, *, backbone, suite, workdir, data_dir, overrides, chance, notes,
+              pretrain_seconds, pretrain_steps) -> dict[str, Any]:
+  """Protocol none over ``entries``: one restore of the pretraining run, then each dataset."""
+  pretrained = PretrainedModel(backbone)
+  heads = pretrained_heads(suite)
+  os.makedirs(workdir, exist_ok=True)
+  out: dict[str, Any] = {"suite": suite, "protocol": WOFT, "backbone": os.path.abspath(backbone),
+                         "pretrain_rows": pretrained.rows, "data_dir": data_dir,
+                         "overrides": list(overrides), "chance": bool(chance), **notes,
+                         "datasets": {}}
+  if pretrain_seconds is not None:
+    out["pretrain"] = {"steps": pretrain_steps_or_default(pretrain_steps),
+                       "seconds": pretrain_seconds}
+  t0 = time.perf_counter()
+  for entry in entries:
+    logging.info("suite: %s (%s) under protocol %s (w/o FT)", entry.name, entry.stands_for, WOFT)
+    out["datasets"][entry.name] = run_one_woft(
+        entry, suite=suite, pretrained=pretrained, heads=heads, workdir=workdir,
+        data_dir=data_dir, overrides=overrides, chance=chance)
+    write_results(out, workdir)
   out["seconds"] = time.perf_counter() - t0
   write_results(out, workdir)
   return out
@@ -538,6 +854,11 @@ def render_markdown(results: Mapping[str, Any]) -> str:
   title = PROTOCOL_TITLES[protocol]
   lines = [f"# Downstream suite: {results['suite']}, protocol {protocol} ({title})", "",
            f"Backbone: `{results['backbone']}`.", ""]
+  if protocol == WOFT:
+    steps = sorted({r["step"] for r in recs.values() if r.get("step") is not None})
+    at = f", step {', '.join(map(str, steps))}" if steps else ""
+    lines[-2] = (f"Pretraining run: `{results['backbone']}`{at}: its heads evaluated without "
+                 f"finetuning (heads: {', '.join(results.get('pretrain_rows', []))}).")
   if results.get("random_init"):
     r = results["random_init"]
     lines[-2] = (f"Backbone: `{results['backbone']}`: random weights ({RANDOM_INIT}), "
@@ -558,7 +879,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
       arrow = " (↓)" if m.get("lower_is_better") else ""
       name = paper_results.TITLES[r["stands_for"]]
       head = f"{n} ({name})" if mini else name
-      header.append(f" {head}<br>{m.get('label', '?')}{arrow} |")
+      boxes = f", {r['boxes']}" if r.get("boxes") else ""
+      header.append(f" {head}<br>{m.get('label', '?')}{arrow}{boxes} |")
       group = [g for g, members in paper_results.GROUPS if r["stands_for"] in members][0]
       groups.append(f" {group} |")
     lines.append("| |" + "".join(groups[1:]))
@@ -589,6 +911,21 @@ def render_markdown(results: Mapping[str, Any]) -> str:
       lines.append(f"- {n}: {m['label']} {_fmt(c['value'])} vs chance {_fmt(c['chance'])}, "
                    f"margin {_fmt(c['margin'])}{note}")
     lines.append("")
+  if any(r.get("boxes") for r in recs.values()):
+    lines += [("COCO keypoint AP: \"det boxes\" on the person detections (split val_dets, as "
+               "the paper), \"GT boxes\" on ground-truth person boxes (no detections prepared: "
+               "not the paper's setting)."), ""]
+  heads = {n: r for n, r in recs.items() if r.get("head")}
+  if heads:
+    lines += ["Pretraining heads: " + "; ".join(
+        f"{n} <- {r['head']}" + (f" columns {r['head_columns'][0]}-{r['head_columns'][1] - 1}"
+                                 if r.get("head_columns") else "")
+        for n, r in heads.items()) + ".", ""]
+  unheaded = {n: r for n, r in recs.items() if r["status"] == "not_pretrained"}
+  if unheaded:
+    lines += ["## Not pretrained (no head)", ""]
+    lines += [f"- **{n}**: {r['reason']}" for n, r in unheaded.items()]
+    lines.append("")
   skipped = {n: r for n, r in recs.items() if r["status"] == "skipped"}
   failed = {n: r for n, r in recs.items() if r["status"] == "failed"}
   if skipped:
@@ -605,6 +942,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
 
 
 def _cell(rec: Mapping[str, Any]) -> str:
+  if rec["status"] == "not_pretrained":
+    return NOT_PRETRAINED
   if rec["status"] != "ok":
     return rec["status"]
   return _fmt(rec.get("value"))
@@ -634,8 +973,23 @@ def demo_pretrain_export(workdir: str, data_dir: str = "", steps: int | None = N
   """Pretrains configs/mini_suite.py:pretrain_config for ``steps`` steps (default PRETRAIN_STEPS)
   in ``workdir``, exports it, returns the export directory. A finished run in ``workdir`` resumes
   at its last step, so a rerun only exports again."""
-  from configs import mini_suite
   from path_jax import train
+  cfg = _demo_pretrain_config(data_dir, steps)
+  train.run(cfg, workdir)
+  cfg.mode = "export"
+  return str(train.run(cfg, workdir))
+
+
+def demo_pretrain(workdir: str, data_dir: str = "", steps: int | None = None) -> str:
+  """As :func:`demo_pretrain_export`, without the export: returns ``workdir`` (protocol none
+  evaluates its heads)."""
+  from path_jax import train
+  train.run(_demo_pretrain_config(data_dir, steps), workdir)
+  return workdir
+
+
+def _demo_pretrain_config(data_dir: str, steps: int | None):
+  from configs import mini_suite
   cfg = mini_suite.pretrain_config(pretrain_steps_or_default(steps))
   if data_dir:
     cfg.data_dir = data_dir
@@ -645,9 +999,7 @@ def demo_pretrain_export(workdir: str, data_dir: str = "", steps: int | None = N
         "pretraining data not prepared: " + "; ".join(f"{n} split {s!r} in {d}" for n, s, d, _
                                                       in missing) +
         f"; prepare with {MINI_BUILD.format(data_dir=cfg.data_dir)}")
-  train.run(cfg, workdir)
-  cfg.mode = "export"
-  return str(train.run(cfg, workdir))
+  return cfg
 
 
 def random_backbone_export(out_dir: str, backbone_cfg, seed: int = 0) -> str:
@@ -703,7 +1055,9 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string("backbone", None, "Exported backbone dir (its architecture is used), a "
+  flags.DEFINE_string("backbone", None, f"--protocol={WOFT}: a pretraining run's workdir "
+                      f"(checkpoints + config.json) or '{DEMO_PRETRAIN}'. Otherwise: "
+                      "Exported backbone dir (its architecture is used), a "
                       ".pth/.safetensors/.npz (architecture from its shapes), "
                       f"'{RANDOM_INIT}' (random weights, the floor: ViT-B/16 for "
                       "--suite=humanbench, the demo's tiny ViT for --suite=mini, or --variant) "
@@ -716,7 +1070,9 @@ def _define_flags():
   flags.DEFINE_bool("pretrain_only", False, f"With --backbone={DEMO_PRETRAIN} --suite=mini: "
                     "pretrain the demo backbone into WORKDIR/pretrain, export it, print the "
                     "export's path and stop (no finetuning).")
-  flags.DEFINE_enum("protocol", "full", ["full", "head", "partial"], "Finetuning protocol.")
+  flags.DEFINE_enum("protocol", "full", list(PROTOCOLS), "Finetuning protocol, or "
+                    f"'{WOFT}' (w/o FT: a pretraining run's heads evaluated directly; "
+                    "--backbone is then the pretraining workdir).")
   flags.DEFINE_string("workdir", None, "Where each dataset's run and the results go.")
   flags.DEFINE_enum("suite", "humanbench", list(SUITES), "Which datasets.")
   flags.DEFINE_string("datasets", "", "Comma-separated subset of the suite (default: all).")

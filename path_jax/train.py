@@ -24,6 +24,7 @@ import numpy as np
 from path_jax import optim
 from path_jax import step as step_lib
 from path_jax.model import path as path_lib
+from path_jax.model import vit as vit_lib
 from path_jax.parallel import mesh as mesh_lib
 from path_jax.parallel import rules as rules_lib
 
@@ -54,7 +55,9 @@ PLACEHOLDER_COUNTS = {"num_classes": 1000, "num_attributes": 32, "num_joints": 1
 
 def fill_from_metadata(cfg: ml_collections.ConfigDict, placeholders: bool = False) -> list[str]:
   """Takes each dataset's counts from its prepared data's ``metadata.json``: ReID classes
-  (``num_train_ids``), attribute counts (and positive ratios), pose joints, parsing classes.
+  (``num_train_ids``), attribute counts (and positive ratios), pose joints, parsing classes,
+  and the detection target budget (``max_boxes``/``max_ignore``: the most persons / ignore
+  regions in one image, path_jax.tasks.detection.budget).
 
   A field left unset (None) is filled; a set field that disagrees with the metadata is an error
   (:class:`path_jax.config_check.ConfigError`, every disagreement at once, each naming the key,
@@ -70,6 +73,17 @@ def fill_from_metadata(cfg: ml_collections.ConfigDict, placeholders: bool = Fals
   filled, problems = [], []
   for name in cfg.datasets:
     d = cfg.datasets[name]
+    if d.task == "detection":   # the target budget: the data's recorded maxima when unset
+      from path_jax.tasks.detection import budget
+      try:
+        meta = read_metadata(d.tfds_name, _dataset_dir(d, cfg.data_dir))
+        where = os.path.join(sources.dataset_dir(d.tfds_name, _dataset_dir(d, cfg.data_dir)),
+                             "metadata.json")
+      except (FileNotFoundError, ValueError):
+        meta, where = {}, ""
+      with d.unlocked():
+        budget.fill_from_metadata(d, meta, name=name, where=where)
+      continue
     if d.task not in counts:
       continue
     data_dir = _dataset_dir(d, cfg.data_dir)
@@ -202,10 +216,12 @@ def data_problems(cfg) -> list[str]:
   for name in cfg.datasets:
     d = cfg.datasets[name]
     data_dir = _dataset_dir(d, cfg.data_dir)
-    checks = [(d.tfds_name, d.split)] if cfg.mode in ("pretrain", "finetune") else []
+    checks = [(d.tfds_name, d.split, data_dir)] if cfg.mode in ("pretrain", "finetune") else []
     eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
-    checks += [(eval_name, s) for s in str(d.get("eval_split", "") or "").split("+") if s]
-    for tfds_name, split in checks:
+    eval_dir = str(d.get("eval_data_dir", "") or data_dir)   # path_jax.evaluate reads it too
+    checks += [(eval_name, s, eval_dir)
+               for s in str(d.get("eval_split", "") or "").split("+") if s]
+    for tfds_name, split, data_dir in checks:
       if (tfds_name, data_dir) in seen:
         continue
       try:
@@ -488,7 +504,8 @@ def initial_state(s: Setup):
   elif cfg.mode == "pretrain" and cfg.model.get("init_from", ""):
     # MAE's file holds its decoder and mask token too: skipped (strict=False), as the authors'
     # load_checkpoint did.
-    state = load_backbone_into(state, cfg.model.init_from, strict=False)
+    state = load_backbone_into(state, cfg.model.init_from, strict=False,
+                               pos_grid=tuple(cfg.model.backbone.get("pos_grid", (14, 14))))
   return state, info
 
 
@@ -537,14 +554,26 @@ def to_global_batch(s: Setup, host_batch):
           for n, b in host_batch.items()}
 
 
-def load_backbone_into(state, path: str, *, strict: bool = False):
+def load_backbone_into(state, path: str, *, strict: bool = False,
+                       pos_grid: tuple[int, int] = (14, 14)):
   """Replaces the state's backbone parameters by an exported (or PyTorch) backbone, keeping the
   state's shardings. The state's own (initialised) arrays are the template: with
   ``strict=False`` a backbone leaf the file lacks keeps its initial value (the cls position of
   the released ``wo_cls_token`` file, REFERENCE.md §1.4)."""
   from path_jax import export as export_lib
   template = state.params["backbone"]
-  loaded, arch = export_lib.load_backbone(path, template, strict=strict)
+  keyed = vit_lib.keyed_pos_names(template)
+  if keyed:
+    # Per-dataset / per-size embeddings (model.backbone.pos_embed): the file holds one, in the
+    # shared layout; load into that layout, then resize it to every keyed grid.
+    first = template[keyed[0]]
+    std = {k: v for k, v in template.items() if k not in keyed}
+    std["pos_embed"] = jax.ShapeDtypeStruct(tuple(pos_grid) + first.shape[-1:], first.dtype,
+                                            sharding=first.sharding)
+    loaded, arch = export_lib.load_backbone(path, std, strict=strict)
+    loaded = vit_lib.from_shared_pos(dict(loaded), template)
+  else:
+    loaded, arch = export_lib.load_backbone(path, template, strict=strict)
   new_bb = jax.tree.map(lambda v, t: jax.device_put(jnp.asarray(v, t.dtype), t.sharding),
                         loaded, template)
   params = dict(state.params)
@@ -828,9 +857,22 @@ def export(cfg: ml_collections.ConfigDict, workdir: str) -> str:
   out = cfg.export.output or os.path.join(workdir, "export")
   arch = backbone_arch(cfg)
   from path_jax import export as export_lib
-  export_lib.export_backbone(out, path_lib.backbone_params(state.params), arch,
-                             torch_state_dict=cfg.export.torch_state_dict)
+  bb = state.params["backbone"]
+  export_lib.export_backbone(
+      out, path_lib.backbone_params(state.params, cfg.model.backbone, list(cfg.datasets)), arch,
+      torch_state_dict=cfg.export.torch_state_dict)
   report = export_report(workdir, int(jax.device_get(state.step)), checkpointer.set_aside)
+  if vit_lib.keyed_pos_names(bb):
+    source = path_lib.export_pos_source(bb, cfg.model.backbone, list(cfg.datasets))
+    report["pos_embed"] = {
+        "mode": cfg.model.backbone.pos_embed, "exported": source,
+        "from_grid": list(bb[vit_lib.POS_PREFIX + source].shape[:2]),
+        "to_grid": list(cfg.model.backbone.pos_grid),
+        "not_exported": [n[len(vit_lib.POS_PREFIX):] for n in vit_lib.keyed_pos_names(bb)
+                         if n != vit_lib.POS_PREFIX + source]}
+    logging.info("the run has one positional embedding per %s; the export holds %r's, resized "
+                 "to %s (config.model.backbone.export_pos_from)", cfg.model.backbone.pos_embed,
+                 source, tuple(cfg.model.backbone.pos_grid))
   if jax.process_index() == 0:
     with open(os.path.join(out, EXPORT_REPORT), "w") as f:
       json.dump(report, f, indent=1)

@@ -30,7 +30,7 @@ PRETRAIN_FILES = ["configs/vitb.py", "configs/vitl.py"]
 COMMON_FIELDS = {"task", "tfds_name", "split", "eval_split", "data_dir", "batch_size", "weight",
                  "sample_weight", "drop_path_rate", "projector_group", "gpus",
                  "placement_group"}
-DOWNSTREAM_FIELDS = {"eval_metric", "eval_tfds_name", "eval_protocol"}
+DOWNSTREAM_FIELDS = {"eval_metric", "eval_tfds_name", "eval_protocol", "eval_data_dir"}
 EVAL_METRICS = {"reid": {"map_cmc", "top1"}, "pose": {"coco_ap", "pckh", "epe"},
                 "parsing": {"miou", "pacc"}, "attributes": {"ma"},
                 "detection": {"ap_mr", "mr_heavy"}, "counting": {"mae_mse"}}

@@ -601,3 +601,24 @@ def test_epe_hand_built_with_unlabelled_joints_and_padding():
   b.update({"keypoints": pred[1:]}, {"keypoints": gt[1:], "mask": np.array([True, False])})
   got = a.merge(b).result()
   assert got["EPE"] == pytest.approx((5 + 10 + 1) / 3) and got["num_joints"] == 3
+
+
+def test_coco_keypoint_ap_over_the_evaluated_images_only():
+  """A capped evaluation (metrics during pretraining) scores the images it predicted, not the
+  unseen images' persons as misses: exact keypoints for image 1 alone give AP 1 over the seen
+  images and less over all of them."""
+  rng = np.random.default_rng(5)
+  gt = _coco_gt(rng, 17, num_images=3)
+  anns = [a for a in gt["annotations"] if a["image_id"] == 1]
+  xy = np.stack([np.array(a["keypoints"], float).reshape(17, 3)[:, :2] for a in anns])
+  x, y, w, h = np.array([a["bbox"] for a in anns]).T
+  xy = np.where(xy > 0, xy, np.stack([x + w / 2, y + h / 2], 1)[:, None])
+  preds = {"keypoints_image": xy, "scores": np.ones((len(anns), 17))}
+  batch = {"image_id": np.ones(len(anns), np.int64), "box_size": np.stack([w, h], 1)}
+  full = pose_eval.Evaluator("coco_ap", gt=gt)
+  full.update(preds, batch)
+  seen = pose_eval.Evaluator("coco_ap", gt=gt)
+  seen.seen_images_only = True
+  seen.update(preds, batch)
+  assert seen.result()["AP"] == pytest.approx(1.0)
+  assert full.result()["AP"] < 0.9

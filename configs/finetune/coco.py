@@ -1,6 +1,8 @@
 """Finetuning on COCO-2017 keypoints (in-dataset pose; AP). Evaluation uses ground-truth
 boxes (split 'val'); ``--config.datasets.coco.eval_split=val_dets`` evaluates on the person
-detections as the authors did (needs the detection file at build time)."""
+detections as the authors did (needs the detection file at build time). The downstream suite
+(path_jax.suite) picks 'val_dets' by itself when it is prepared and labels the row "det boxes"
+or "GT boxes"."""
 from __future__ import annotations
 
 import ml_collections

@@ -137,9 +137,11 @@ def _load_coco(gt: Any):
 
 
 def coco_keypoint_stats(coco_gt: Any, results: Sequence[Mapping[str, Any]],
-                        sigmas: np.ndarray) -> dict[str, float]:
+                        sigmas: np.ndarray, image_ids: Sequence[int] | None = None
+                        ) -> dict[str, float]:
   """pycocotools ``COCOeval`` (iouType 'keypoints') of result dicts ``{image_id, category_id,
-  keypoints [3K], score}``; returns the ten summary stats named as :data:`COCO_STAT_NAMES`."""
+  keypoints [3K], score}``; returns the ten summary stats named as :data:`COCO_STAT_NAMES`.
+  ``image_ids``: score only these images (``COCOeval.params.imgIds``; default every image)."""
   from pycocotools.cocoeval import COCOeval
   coco_gt = _load_coco(coco_gt)
   if not results:
@@ -148,6 +150,8 @@ def coco_keypoint_stats(coco_gt: Any, results: Sequence[Mapping[str, Any]],
     coco_dt = coco_gt.loadRes([dict(r) for r in results])
     ev = COCOeval(coco_gt, coco_dt, "keypoints")
     ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
+    if image_ids is not None:
+      ev.params.imgIds = list(image_ids)
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
@@ -230,8 +234,16 @@ class CocoKeypointEvaluator:
                         "keypoints": kpts[i].reshape(-1).tolist(), "score": float(score[i])})
     return results
 
+  seen_images_only = False   # score only the images that got predictions (a bounded subset)
+
   def result(self) -> dict[str, float]:
-    return coco_keypoint_stats(self.gt, self.final_results(), self.sigmas)
+    """COCOeval's stats; with ``seen_images_only`` (set by path_jax.evaluate when the examples
+    are capped, e.g. the metrics during pretraining) over the images evaluated, not every image
+    of the ground truth (which would count the unseen images' persons as misses)."""
+    image_ids = None
+    if self.seen_images_only and self._parts:
+      image_ids = sorted(int(i) for i in np.unique(np.concatenate([p[0] for p in self._parts])))
+    return coco_keypoint_stats(self.gt, self.final_results(), self.sigmas, image_ids=image_ids)
 
 
 # -------------------------------------------------------------------------------- MPII PCKh
