@@ -192,6 +192,7 @@ class Row:
   own_data_dir: bool = False
   fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   eval_tfds_name: str = ""
+  eval_metric: str = ""   # pose: the evaluator ('coco_ap' | 'pckh' | 'epe'; '' = 'epe')
 
 
 def _pose(name, tfds_name, gpus, bs, sw, k, pairs, upper, shift=True, eval_split="",
@@ -201,9 +202,8 @@ def _pose(name, tfds_name, gpus, bs, sw, k, pairs, upper, shift=True, eval_split
   # suite's w/o-FT protocol: the paper's Tab. 3 metric (COCO/AIC keypoint AP, H36M EPE).
   fields = dict(num_joints=k, flip_pairs=pairs, upper_body_ids=upper,
                 shift_center_prob=0.3 if shift else 0.0)
-  if eval_metric:
-    fields["eval_metric"] = eval_metric
-  return Row(name, "pose", tfds_name, gpus, bs, sw, 0.3, "pose", eval_split, fields=fields)
+  return Row(name, "pose", tfds_name, gpus, bs, sw, 0.3, "pose", eval_split, fields=fields,
+             eval_metric=eval_metric)
 
 
 def _parsing(name, tfds_name, gpus, bs, sw, classes, pairs, group, eval_split=""):
@@ -336,6 +336,8 @@ def pretrain_datasets(scale: float = 1.0, divisor: int = 8, *,
         projector_group=group, eval_split=row.eval_split, gpus=layout.get(
             row.name, (row.gpus, 0))[0],
         data_dir=_own_dir(data_dir, row.name) if row.own_data_dir else "", **fields)
+    if row.eval_metric:
+      out[row.name].eval_metric = row.eval_metric
     if row.eval_tfds_name:   # another prepared dataset, in the root data_dir
       out[row.name].eval_tfds_name = row.eval_tfds_name
       out[row.name].eval_data_dir = _default_data_dir() if data_dir is None else data_dir

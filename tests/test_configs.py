@@ -20,6 +20,7 @@ from ml_collections import config_flags
 from configs import common, humanbench
 from path_jax import tasks as tasks_lib
 from path_jax.model import path as path_lib
+from path_jax.model import vit
 from path_jax.tasks.parsing.decode import flip_permutation as parsing_flip_permutation
 from path_jax.tasks.pose.decode import flip_permutation as pose_flip_permutation
 
@@ -277,3 +278,27 @@ def test_parse_arg():
     humanbench.parse_arg("scael=2", defaults)
   with pytest.raises(ValueError, match="needs a value"):
     humanbench.parse_arg("scale", defaults)
+
+
+@pytest.mark.parametrize("arg", ["share=all", "share=dataset", "pos=dataset", "noproj"])
+def test_vitb_table4_variants_build_on_the_full_mixture(arg):
+  """Every Table 4 variant initialises on the whole HumanBench mix (ReID's cls token with pose,
+  parsing, attributes, detection): one projector for all (a), one per dataset (b), one
+  positional embedding per dataset (c), and the multi-task baseline without projector."""
+  cfg = load(f"configs/vitb.py:{arg}")
+  params = _abstract_params(cfg)
+  projectors = sorted(k for k in params if k.startswith("projector_"))
+  bb = params["backbone"]
+  if arg == "share=all":
+    assert projectors == ["projector_all"]
+  elif arg == "share=dataset":
+    assert projectors == sorted(f"projector_{n}" for n in cfg.datasets)
+  elif arg == "noproj":
+    assert projectors == []
+  if arg == "pos=dataset":
+    assert "pos_embed" not in bb
+    assert vit.keyed_pos_names(bb) == sorted(f"pos_embed_{n}" for n in cfg.datasets)
+    for n in cfg.datasets:   # each at its dataset's own patch grid
+      assert bb[f"pos_embed_{n}"].shape[:2] == tuple(s // 16 for s in cfg.datasets[n].image_size)
+  else:
+    assert bb["pos_embed"].shape[:2] == (14, 14)
