@@ -208,19 +208,24 @@ MINI_BUILD = "python -m data.humanbench_mini.build_all --data_dir={data_dir}"
 
 
 def data_problems(cfg) -> list[str]:
-  """Prepared data: one line per missing dataset or split, the command that prepares it, and
-  ``data_kind`` (humanbench_mini data under a real config, or the reverse, is refused)."""
+  """Prepared data: one line per missing dataset or split (evaluation splits when the run
+  evaluates: finetuning, evaluation, or pretraining with ``train.eval_every`` or
+  ``train.metrics_every``), the command that prepares it, and ``data_kind`` (humanbench_mini data under a real config, or the reverse, is refused)."""
   from path_jax.input import sources
   kind = cfg.get("data_kind", "real")
   missing, wrong, commands, seen = [], [], [], set()
+  # Pretraining reads evaluation splits only for its periodic evaluations.
+  evaluates = cfg.mode != "pretrain" or bool(
+      cfg.train.get("eval_every", 0) or cfg.train.get("metrics_every", 0))
   for name in cfg.datasets:
     d = cfg.datasets[name]
     data_dir = _dataset_dir(d, cfg.data_dir)
     checks = [(d.tfds_name, d.split, data_dir)] if cfg.mode in ("pretrain", "finetune") else []
     eval_name = str(d.get("eval_tfds_name", "") or d.tfds_name)
     eval_dir = str(d.get("eval_data_dir", "") or data_dir)   # path_jax.evaluate reads it too
-    checks += [(eval_name, s, eval_dir)
-               for s in str(d.get("eval_split", "") or "").split("+") if s]
+    if evaluates:
+      checks += [(eval_name, s, eval_dir)
+                 for s in str(d.get("eval_split", "") or "").split("+") if s]
     for tfds_name, split, data_dir in checks:
       if (tfds_name, data_dir) in seen:
         continue

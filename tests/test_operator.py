@@ -118,6 +118,21 @@ def test_missing_data_one_line_per_dataset_with_the_right_command(tmp_path):
   assert any("python data/build.py reid/market1501" in ln for ln in lines), lines
 
 
+def test_pretraining_needs_evaluation_splits_only_when_it_evaluates(tmp_path):
+  """configs/vitb.py's ReID row is evaluated on Market-1501's query/gallery (another prepared
+  dataset): a pretraining run that never evaluates must not demand it."""
+  from path_jax import train
+  from configs import vitb
+  cfg = vitb.get_config()
+  cfg.data_dir = str(tmp_path / "none")
+  quiet = [ln for ln in train.data_problems(cfg) if "reid/market1501" in ln]
+  assert quiet == []
+  cfg.train.metrics_every = 100
+  loud = [ln for ln in train.data_problems(cfg) if "reid/market1501" in ln]
+  assert any("config.datasets.reid_4sets: 'reid/market1501' is not prepared" in ln
+             for ln in loud), loud
+
+
 def test_mini_data_refused_under_a_real_config_and_the_reverse(mini_data, tmp_path):
   from path_jax import train
   from configs.finetune import market1501
