@@ -657,3 +657,36 @@ def test_join_and_take_move_no_data_between_devices():
   for op in ("collective-permute", "all-gather", "all-to-all", "all-reduce"):
     assert op not in text, op
   assert path._batch_shards([16, 24]) == 1   # no mesh in context: plain concatenation
+
+
+def test_init_from_a_shared_layout_file_spreads_over_keyed_embeddings(tmp_path):
+  """model.init_from (MAE, an export) into a backbone with pos_embed='dataset': every keyed
+  embedding is the file's one resized to its grid; the other weights are the file's."""
+  import flax
+  from path_jax import export as export_lib
+  from path_jax import train
+  cfg = _path_config("task")
+  model_shared = path.from_config(cfg)
+  rng = np.random.default_rng(3)
+  imgs = {k: jnp.asarray(rng.integers(0, 255, IMAGES[k] + (3,)), jnp.uint8) for k in IMAGES}
+  source = nn.unbox(model_shared.init(jax.random.key(5), imgs))["params"]["backbone"]
+  arch = export_lib.arch_from_config(cfg.model.backbone)
+  export_lib.export_backbone(str(tmp_path / "export"), source, arch, torch_state_dict=False)
+
+  cfg.model.backbone.pos_embed = "dataset"
+  keyed = nn.unbox(path.from_config(cfg).init(jax.random.key(0), imgs))["params"]
+
+  @flax.struct.dataclass
+  class State:
+    params: dict
+
+  loaded = train.load_backbone_into(State(params=keyed), str(tmp_path / "export"),
+                                    pos_grid=(14, 14)).params["backbone"]
+  for k in IMAGES:
+    np.testing.assert_allclose(
+        np.asarray(loaded[f"pos_embed_{k}"]),
+        np.asarray(vit.resize_pos_embed(source["pos_embed"], keyed["backbone"][
+            f"pos_embed_{k}"].shape[:2])), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(loaded["patch_embed"]["kernel"]),
+                                np.asarray(source["patch_embed"]["kernel"]))
+  assert "pos_embed" not in loaded
