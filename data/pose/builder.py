@@ -21,6 +21,12 @@ units of 200 px), ``keypoints`` [16, 3], ``head_box`` [4] float32 (x1, y1, x2, y
 optional ``mpii_gt_<split>.mat`` next to the json, NaN without it), ``image_id`` int64 (position
 in the list), ``filename``. The adjustment of the mmpose reader is applied here, once: 1-based -> 0-based
 (center and joints -1), center y += 15 * scale, scale *= 1.25.
+
+Publishers' own layouts (configs ``*_native``; the archives extracted as distributed) are
+converted in memory to the COCO keypoint dict above and then read like COCO, records and all:
+AI Challenger (:meth:`Pose._aic_to_coco`), Halpe (its COCO-style json, ``keep_joints`` picks the
+20 body joints) and Penn Action (:meth:`Pose._penn_action_to_coco`, a ``video`` config whose
+records carry ``common.VIDEO_KEY`` / ``common.FRAME_KEY`` for the base class's frame sampling).
 """
 from __future__ import annotations
 
@@ -33,6 +39,19 @@ import tensorflow_datasets as tfds
 
 from data import common
 
+_AIC_TRAIN = "ai_challenger_keypoint_train_20170909"
+_AIC_VAL = "ai_challenger_keypoint_validation_20170911"
+# AI Challenger joint order (the challenge's README; PATH's 'aic' rows use it unchanged).
+AIC_JOINTS = ("right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+              "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
+              "left_ankle", "head_top", "neck")
+# Penn Action joint order (the dataset's README: x, y, visibility are [nframes, 13] in it).
+PENN_ACTION_JOINTS = ("head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                      "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                      "right_knee", "left_ankle", "right_ankle")
+# Penn Action image ids: video number * this + 1-based frame number (frames per video < 1e5).
+PENN_ACTION_ID_STRIDE = 100_000
+
 # The ground-truth file of a COCO-style split, in the prepared dataset's version folder
 # (path_jax.evaluate.COCO_GT_FILE reads it).
 GT_FILE = "coco_gt_{split}.json"
@@ -42,14 +61,21 @@ GT_FILE = "coco_gt_{split}.json"
 class PoseConfig(tfds.core.BuilderConfig):
   """``splits``: split -> (annotation json, image folder), relative to manual_dir; splits in
   ``optional_splits`` are built only when their json exists. ``num_joints``: expected K after
-  ``drop_joints`` (None: whatever the file says). ``det_json``: optional COCO-results person
-  detections over the 'val' images, built as split 'val_dets'."""
+  ``drop_joints`` (None: whatever the file says). ``keep_joints``: the source joints kept, in
+  output order (instead of ``drop_joints``; e.g. Halpe's 20 body joints of 136). ``det_json``:
+  optional COCO-results person detections over the 'val' images, built as split 'val_dets'.
+  ``layout``: 'coco' (COCO keypoint json), 'mpii' (mmpose json list) or a publisher's own
+  layout read natively ('aic', 'penn_action'). ``video``: the records are video frames, one
+  frame of every few kept in 'train' (data/common.py, 'Video hook'); None: as listed in
+  ``common.VIDEO_CONFIGS``."""
   layout: str = "coco"
   splits: tuple = ()
   optional_splits: tuple = ()
   num_joints: int | None = None
   drop_joints: tuple = ()
+  keep_joints: tuple = ()
   det_json: str = ""
+  video: bool | None = None
 
 
 def _uniform(name, k=None, drop=(), optional=("val",), desc=""):
@@ -77,6 +103,27 @@ class Pose(common.HumanBenchBuilder):
                  splits=(("train", "annotations/mpii_train.json", "images"),
                          ("val", "annotations/mpii_val.json", "images")),
                  description="MPII in the mmpose json list format."),
+      # ---- publishers' own layouts, archives extracted as distributed ---------------------
+      PoseConfig(
+          name="aic_native", layout="aic", num_joints=14, optional_splits=("val",),
+          splits=(("train", f"{_AIC_TRAIN}/keypoint_train_annotations_20170909.json",
+                   f"{_AIC_TRAIN}/keypoint_train_images_20170902"),
+                  ("val", f"{_AIC_VAL}/keypoint_validation_annotations_20170911.json",
+                   f"{_AIC_VAL}/keypoint_validation_images_20170911")),
+          description="AI Challenger keypoints (14 joints) read from the challenge's own json."),
+      PoseConfig(
+          name="halpe_native", layout="coco", num_joints=20, keep_joints=tuple(range(20)),
+          optional_splits=("val",),
+          splits=(("train", "annotations/halpe_train_v1.json",
+                   "hico_20160224_det/images/train2015"),
+                  ("val", "annotations/halpe_val_v1.json", "val2017")),
+          description="Halpe-FullBody json (136 keypoints) -> the 20 body joints (COCO 17 + "
+                      "head, neck, hip)."),
+      PoseConfig(
+          name="penn_action_native", layout="penn_action", num_joints=13, video=True,
+          splits=(("train", "labels", "frames"), ("val", "labels", "frames")),
+          description="Penn Action per-video .mat labels + frame folders (13 joints); "
+                      "val = the videos with train == -1."),
   ]
 
   def _features(self):
@@ -105,8 +152,19 @@ class Pose(common.HumanBenchBuilder):
 
   @classmethod
   def layout(cls, config):
+    if config.layout == "penn_action":
+      return {"labels/<video>.mat": "per-video labels (x, y, visibility [nframes, 13], bbox "
+                                    "[nframes, 4] x1 y1 x2 y2, dimensions [H, W, nframes], "
+                                    "train 1 / -1)",
+              "frames/<video>/<frame:06d>.jpg": "frames, 1-based numbering"}
     out = {}
     for split, ann, img in config.splits:
+      if config.layout == "aic":
+        opt = " (optional)" if split in config.optional_splits else ""
+        out[ann] = (f"{split} annotations, AI Challenger json list (image_id, "
+                    f"human_annotations, keypoint_annotations){opt}")
+        out[f"{img}/<image_id>.jpg"] = "images, named by the json's image_id"
+        continue
       opt = " (optional)" if split in config.optional_splits else ""
       fmt = "mmpose json list" if config.layout == "mpii" else "COCO keypoint json"
       out[ann] = f"{split} annotations, {fmt}{opt}"
@@ -120,12 +178,13 @@ class Pose(common.HumanBenchBuilder):
 
   def _required(self, root):
     c = self.builder_config
-    return [p for split, ann, img in c.splits if split not in c.optional_splits
-            for p in (ann, img)]
+    return list(dict.fromkeys(p for split, ann, img in c.splits
+                              if split not in c.optional_splits for p in (ann, img)))
 
   def _static_metadata(self):
     c = self.builder_config
     return {"layout": c.layout, "dropped_joints": list(c.drop_joints),
+            "kept_joints": list(c.keep_joints),
             "bbox": "xywh pixels, clipped to the image",
             "mpii_adjustment": "center,joints -1 (0-based); center y += 15*scale; scale *= 1.25"}
 
@@ -137,38 +196,60 @@ class Pose(common.HumanBenchBuilder):
         continue
       if c.layout == "mpii":
         out[split] = self._mpii(root, ann, img)
+        continue
+      path = os.path.join(root, ann)
+      # A loader, not the loaded dict: the train json is only read when its records are.
+      if c.layout == "aic":
+        load = lambda path=path: self._aic_to_coco(path)
+      elif c.layout == "penn_action":
+        load = lambda path=path, split=split: self._penn_action_to_coco(path, split)
       else:
-        out[split] = self._coco(root, ann, img)
-        if split != "train":
-          self._write_coco_gt(os.path.join(root, ann), split)
-        if split == "val" and c.det_json and os.path.exists(os.path.join(root, c.det_json)):
-          out["val_dets"] = self._dets(root, ann, img, c.det_json)
+        load = lambda path=path: _read_json(path)
+      if split != "train":
+        coco = load()  # converted once: a converter's drops are counted once
+        self._write_coco_gt(coco, path, split)
+        load = lambda coco=coco: coco
+      out[split] = self._coco(root, load, path, img)
+      if split == "val" and c.det_json and os.path.exists(os.path.join(root, c.det_json)):
+        out["val_dets"] = self._dets(root, load, path, img, c.det_json)
     return out
 
   # ---- COCO-style -------------------------------------------------------------------------
   def _joint_count(self, path, coco) -> int:
+    """K in the file (before ``drop_joints`` / ``keep_joints``); checks it against the config."""
     cats = [ct for ct in coco.get("categories", []) if ct.get("keypoints")]
     if cats:
       k = len(cats[0]["keypoints"])
     else:
       anns = coco.get("annotations", [])
       k = len(anns[0]["keypoints"]) // 3 if anns else 0
-    k_out = k - len(self.builder_config.drop_joints)
-    want = self.builder_config.num_joints
+    c = self.builder_config
+    if c.keep_joints and max(c.keep_joints) >= k:
+      raise common.BadInputError(
+          f"{path}: {k} keypoints per person but config {c.name!r} keeps joints up to "
+          f"{max(c.keep_joints)}; is this the right annotation file for this config?")
+    k_out = len(self._selection(k))
+    want = c.num_joints
     if want is not None and k_out != want:
       raise common.BadInputError(
-          f"{path}: {k} keypoints per person (minus {len(self.builder_config.drop_joints)} "
-          f"dropped = {k_out}) but config {self.builder_config.name!r} expects {want}; "
+          f"{path}: {k} keypoints per person (minus {len(c.drop_joints)} "
+          f"dropped = {k_out}) but config {c.name!r} expects {want}; "
           "is this the right annotation file for this config?")
     self.info.metadata["num_joints"] = k_out
     return k
 
-  def _coco(self, root, ann_rel, img_rel):
-    path = os.path.join(root, ann_rel)
-    with open(path) as f:
-      coco = json.load(f)
+  def _selection(self, k: int) -> np.ndarray:
+    """Source joint indices of the output joints, in output order."""
+    c = self.builder_config
+    if c.keep_joints:
+      return np.asarray(c.keep_joints, np.int64)
+    return np.asarray([j for j in range(k) if j not in c.drop_joints], np.int64)
+
+  def _coco(self, root, load, path, img_rel):
+    """Records of a COCO keypoint dict (``load()``; ``path`` names it in messages)."""
+    coco = load()
     k = self._joint_count(path, coco)
-    keep = np.array([j not in self.builder_config.drop_joints for j in range(k)])
+    sel = self._selection(k)
     by_image = {}
     for a in coco.get("annotations", []):
       by_image.setdefault(a["image_id"], []).append(a)
@@ -191,16 +272,20 @@ class Pose(common.HumanBenchBuilder):
                           f"annotation {a['id']}: keypoint visibility {sorted(bad_v)} not in "
                           "{0, 1, 2}")
           continue
-        if not (kp[keep, 2] > 0).any():
+        if not (kp[sel, 2] > 0).any():
           self.report.drop("no_keypoints")
           continue
-        good.append((a, kp[keep]))
+        good.append((a, kp[sel]))
       if not good:
         continue
       img_path = os.path.join(root, img_rel, im["file_name"])
       img = common.load_image(img_path, self.report)
       if img is None:
         continue
+      # A native video reader names each image's video and 0-based frame index; the base
+      # class's frame sampling reads them (and drops them before writing).
+      video = ({common.VIDEO_KEY: im["video_id"], common.FRAME_KEY: im["frame_index"]}
+               if "video_id" in im else {})
       for a, kp in good:
         box = self._clip_box(a["bbox"], img, img_path, f"annotation {a['id']}")
         if box is None or a.get("area", 1) <= 0:
@@ -208,15 +293,14 @@ class Pose(common.HumanBenchBuilder):
         yield f"{im['id']}/{a['id']}", {
             "image": img.data, "bbox": box, "keypoints": kp, "image_id": im["id"],
             "instance_id": a["id"], "area": float(a.get("area", box[2] * box[3])),
-            "score": 1.0, "filename": os.path.join(img_rel, im["file_name"])}
+            "score": 1.0, "filename": os.path.join(img_rel, im["file_name"]), **video}
 
-  def _write_coco_gt(self, path: str, split: str) -> None:
-    """Writes :data:`GT_FILE` for ``split`` into the dataset folder being prepared."""
-    with open(path) as f:
-      coco = json.load(f)
+  def _write_coco_gt(self, coco, path: str, split: str) -> None:
+    """Writes :data:`GT_FILE` for ``split`` (COCO dict ``coco``, read from ``path``) into the
+    dataset folder being prepared."""
     k = self._joint_count(path, coco)
-    drop = self.builder_config.drop_joints
-    keep = np.array([j not in drop for j in range(k)])
+    reselect = bool(self.builder_config.drop_joints or self.builder_config.keep_joints)
+    sel = self._selection(k)
     images = [{key: im[key] for key in ("id", "file_name", "width", "height") if key in im}
               for im in sorted(coco["images"], key=lambda im: im["id"])]
     anns = []
@@ -225,11 +309,11 @@ class Pose(common.HumanBenchBuilder):
         continue
       kp = np.asarray(a.get("keypoints", []), np.float64)
       if kp.size == 3 * k:
-        kp = kp.reshape(k, 3)[keep]
+        kp = kp.reshape(k, 3)[sel]
       else:   # malformed (reported when the records are read): ignored by COCOeval
-        kp = np.zeros((int(keep.sum()), 3))
+        kp = np.zeros((len(sel), 3))
       x, y, w, h = (float(v) for v in a["bbox"])
-      num = (int((kp[:, 2] > 0).sum()) if drop or "num_keypoints" not in a
+      num = (int((kp[:, 2] > 0).sum()) if reselect or "num_keypoints" not in a
              else int(a["num_keypoints"]))
       anns.append({"id": a["id"], "image_id": a["image_id"], "category_id": 1,
                    "bbox": [x, y, w, h], "area": float(a.get("area", w * h)),
@@ -238,7 +322,7 @@ class Pose(common.HumanBenchBuilder):
     cats = [c for c in coco.get("categories", []) if c.get("id", 1) == 1]
     cat = {"id": 1, "name": "person"}
     if cats and len(cats[0].get("keypoints", [])) == k:
-      cat["keypoints"] = [n for j, n in enumerate(cats[0]["keypoints"]) if keep[j]]
+      cat["keypoints"] = [cats[0]["keypoints"][j] for j in sel]
     out = os.path.join(os.fspath(self.data_dir), GT_FILE.format(split=split))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
@@ -258,10 +342,9 @@ class Pose(common.HumanBenchBuilder):
       self.report.drop("degenerate_box")
     return None
 
-  def _dets(self, root, ann_rel, img_rel, det_rel):
-    with open(os.path.join(root, ann_rel)) as f:
-      coco = json.load(f)
-    k = self._joint_count(os.path.join(root, ann_rel), coco) - len(self.builder_config.drop_joints)
+  def _dets(self, root, load, path, img_rel, det_rel):
+    coco = load()
+    k = len(self._selection(self._joint_count(path, coco)))
     files = {im["id"]: im["file_name"] for im in coco["images"]}
     with open(os.path.join(root, det_rel)) as f:
       dets = json.load(f)
@@ -285,6 +368,97 @@ class Pose(common.HumanBenchBuilder):
             "image": img.data, "bbox": box, "keypoints": np.zeros((k, 3), np.float32),
             "image_id": image_id, "instance_id": -1, "area": float(box[2] * box[3]),
             "score": float(d["score"]), "filename": os.path.join(img_rel, files[image_id])}
+
+  # ---- publishers' layouts -> COCO keypoint dicts -----------------------------------------
+  def _aic_to_coco(self, path: str) -> dict:
+    """AI Challenger keypoint json -> COCO keypoint dict.
+
+    The challenge's json (its README, also what its evaluation script reads) is a list of
+    ``{image_id: "<sha1>", human_annotations: {"human1": [x1, y1, x2, y2], ...},
+    keypoint_annotations: {"human1": [x, y, v] * 14, ...}}`` with v 1 = visible, 2 = labelled
+    but occluded, 3 = not labelled. Here v -> 3 - v (COCO's 2 visible / 1 occluded / 0 not
+    labelled; x, y of unlabelled joints set to 0 as in COCO), any other v -> -1 (reported as out
+    of range), box -> x1, y1, x2 - x1, y2 - y1, area = box w * h (AIC has no masks). Ids:
+    image_id = 1-based position in the list (file name ``<image_id>.jpg``), instance_id =
+    1-based running person number in file order (images, then human1, human2, ...); COCOeval
+    needs ids > 0.
+    """
+    entries = _read_json(path)
+    images, anns = [], []
+    for i, e in enumerate(entries, 1):
+      images.append({"id": i, "file_name": f"{e['image_id']}.jpg"})
+      boxes = e.get("human_annotations", {})
+      for name in sorted(boxes, key=_human_number):
+        kp = np.asarray(e.get("keypoint_annotations", {}).get(name, []), np.float64)
+        if kp.size and kp.size % 3 == 0:
+          kp = kp.reshape(-1, 3)
+          v = np.select([kp[:, 2] == 1, kp[:, 2] == 2, kp[:, 2] == 3], [2, 1, 0], -1)
+          kp = np.stack([np.where(v == 0, 0, kp[:, 0]), np.where(v == 0, 0, kp[:, 1]), v], 1)
+        x1, y1, x2, y2 = (float(t) for t in boxes[name])
+        anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1,
+                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                     "iscrowd": 0, "keypoints": kp.reshape(-1).tolist(),
+                     "num_keypoints": int((kp.reshape(-1)[2::3] > 0).sum())})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(AIC_JOINTS)}]}
+
+  def _penn_action_to_coco(self, label_dir: str, split: str) -> dict:
+    """Penn Action ``labels/<video>.mat`` -> COCO keypoint dict of ``split``'s frames.
+
+    Per the dataset's README each mat holds ``x``, ``y``, ``visibility`` [nframes, 13] (joint
+    order :data:`PENN_ACTION_JOINTS`, visibility 1/0), ``bbox`` [nframes, 4] x1 y1 x2 y2,
+    ``dimensions`` [H, W, nframes] and ``train`` (1 train, -1 test; the test videos are split
+    'val' here); frame f (0-based) is ``frames/<video>/<f+1:06d>.jpg``. Coordinates are kept
+    as published. Visibility 1 -> 2, 0 -> 0 (x, y zeroed: Penn gives guesses for invisible
+    joints, which no loss uses); other values -> -1 (reported). Box -> x1, y1, x2 - x1,
+    y2 - y1. A frame past the end of ``bbox`` (some videos have one box fewer than frames) is
+    dropped as ``no_box``. One person per frame: image_id = instance_id = video number *
+    :data:`PENN_ACTION_ID_STRIDE` + f + 1; each image dict carries ``video_id`` (the folder
+    name) and ``frame_index`` (f).
+    """
+    import scipy.io
+    want = 1 if split == "train" else -1
+    images, anns = [], []
+    for name in sorted(os.listdir(label_dir)):
+      video, ext = os.path.splitext(name)
+      if ext != ".mat":
+        continue
+      path = os.path.join(label_dir, name)
+      try:
+        m = scipy.io.loadmat(path)
+        is_train = int(np.asarray(m["train"]).reshape(-1)[0])
+        xs, ys, vis = (np.asarray(m[key], np.float64) for key in ("x", "y", "visibility"))
+        boxes = np.asarray(m["bbox"], np.float64).reshape(-1, 4)
+        h, w = (int(t) for t in np.asarray(m["dimensions"]).reshape(-1)[:2])
+      except (KeyError, ValueError, OSError, IndexError) as e:
+        if split == "train":  # every split reads every mat; report a bad one once
+          self.report.bad("corrupt_label", path, str(e))
+        continue
+      if is_train != want:
+        continue
+      n = xs.shape[0]
+      if not video.isdigit() or any(a.shape != (n, len(PENN_ACTION_JOINTS))
+                                    for a in (xs, ys, vis)):
+        self.report.bad("keypoint_count", path,
+                        f"x/y/visibility shapes {xs.shape}, {ys.shape}, {vis.shape}; expected "
+                        f"[nframes, {len(PENN_ACTION_JOINTS)}] in a numbered file")
+        continue
+      for f in range(n):
+        image_id = int(video) * PENN_ACTION_ID_STRIDE + f + 1
+        images.append({"id": image_id, "file_name": f"{video}/{f + 1:06d}.jpg", "height": h,
+                       "width": w, "video_id": video, "frame_index": f})
+        if f >= len(boxes):
+          self.report.drop("no_box")
+          continue
+        v = np.select([vis[f] == 1, vis[f] == 0], [2, 0], -1)
+        kp = np.stack([np.where(v == 0, 0, xs[f]), np.where(v == 0, 0, ys[f]), v], 1)
+        x1, y1, x2, y2 = (float(t) for t in boxes[f])
+        anns.append({"id": image_id, "image_id": image_id, "category_id": 1,
+                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                     "iscrowd": 0, "keypoints": kp.reshape(-1).tolist(),
+                     "num_keypoints": int((v > 0).sum())})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(PENN_ACTION_JOINTS)}]}
 
   # ---- MPII -------------------------------------------------------------------------------
   def _mpii(self, root, ann_rel, img_rel):
@@ -339,3 +513,14 @@ def _mpii_gt(ann_rel: str) -> str:
   """annotations/mpii_val.json -> annotations/mpii_gt_val.mat (mmpose's file names)."""
   folder, name = os.path.split(ann_rel)
   return os.path.join(folder, name.replace("mpii_", "mpii_gt_").replace(".json", ".mat"))
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _human_number(name: str):
+  """AIC person keys 'human1', 'human2', ... in numeric order (human10 after human9)."""
+  digits = name[len("human"):]
+  return (0, int(digits), "") if digits.isdigit() else (1, 0, name)

@@ -10,12 +10,26 @@ significant); a pretraining image is removed when the Hamming distance between i
 evaluation image's hash is <= ``threshold`` (0: identical hashes, as the paper does). The
 report (``.json`` or ``.csv``) lists every removed image with the evaluation image it matched
 and the distance; unreadable images are listed separately and kept out of both sets' matching.
+
+Hash file (the evaluation side, for ``data/build.py --exclude_hashes`` and ``data.prepare``):
+
+    python data/tools/dedup.py --write_hashes=eval_hashes.txt --eval DIR_OR_LIST [...]
+    python data/tools/dedup.py --write_hashes=eval_hashes.txt --data_dir=TFDS_DIR \
+        --tfds reid/market1501:query,gallery [--tfds pose/coco ...]
+
+(``--tfds NAME`` alone takes every split but ``train`` of a built dataset.) Format
+(:data:`HASH_FILE_HEADER`): UTF-8 text, ``#`` lines are comments, then one image per line,
+``<16 lower-case hex digits of the 64-bit dHash><TAB><image name>``, sorted by name; the name
+is the image path, or ``<builder>/<config>/<split>/<filename>`` for dataset images. Builds
+record the file's SHA-256 (:func:`file_digest`), so a changed hash file is a changed build.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import sys
@@ -44,6 +58,47 @@ def hamming(a: int, b: int) -> int:
   return (a ^ b).bit_count()
 
 
+def dhash_bytes(data: bytes) -> int:
+  """dHash of an encoded image (JPEG/PNG/... bytes)."""
+  with Image.open(io.BytesIO(data)) as im:
+    return dhash(im)
+
+
+class HashIndex:
+  """Evaluation hashes, searchable for any hash within ``threshold`` bits.
+
+  Exact for any threshold: by the pigeonhole principle two hashes within ``t`` bits agree
+  exactly on at least one of ``t + 1`` disjoint bit blocks, so only evaluation hashes sharing a
+  block are compared.
+  """
+
+  def __init__(self, hashes: Mapping[str, int], threshold: int = 0):
+    if threshold < 0:
+      raise ValueError(f"threshold must be >= 0 bits, got {threshold}")
+    self.threshold = threshold
+    self.hashes = dict(hashes)
+    bits = 8 * HASH_SIZE
+    edges = np.linspace(0, bits, min(threshold + 1, bits) + 1).astype(int)
+    self._blocks = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+    self._index: dict[tuple[int, int], list[str]] = {}
+    for path in sorted(self.hashes):
+      for key in self._block_values(self.hashes[path]):
+        self._index.setdefault(key, []).append(path)
+
+  def _block_values(self, h: int):
+    bits = 8 * HASH_SIZE
+    return [(i, (h >> (bits - hi)) & ((1 << (hi - lo)) - 1))
+            for i, (lo, hi) in enumerate(self._blocks)]
+
+  def match(self, h: int) -> tuple[str, int] | None:
+    """(closest evaluation image, distance) within the threshold (ties: smallest name)."""
+    cands = {e for key in self._block_values(h) for e in self._index.get(key, ())}
+    best = min(((hamming(h, self.hashes[e]), e) for e in cands), default=None)
+    if best is not None and best[0] <= self.threshold:
+      return best[1], best[0]
+    return None
+
+
 def _safe_hash(path: str) -> tuple[str, int | None]:
   try:
     return path, dhash(path)
@@ -67,29 +122,15 @@ def find_matches(eval_hashes: Mapping[str, int], pretrain_hashes: Mapping[str, i
   """Pretraining images within ``threshold`` bits of an evaluation image.
 
   Returns ``[{'pretrain', 'eval', 'distance', 'hash'}]`` (the closest evaluation image; ties
-  -> the smallest path), sorted by pretraining path. Exact for any threshold: by the pigeonhole
-  principle two hashes within ``t`` bits agree exactly on at least one of ``t + 1`` disjoint
-  bit blocks, so only evaluation hashes sharing a block are compared.
+  -> the smallest path), sorted by pretraining path (search: :class:`HashIndex`).
   """
-  bits = 8 * HASH_SIZE
-  n_blocks = min(threshold + 1, bits)
-  edges = np.linspace(0, bits, n_blocks + 1).astype(int)
-  blocks = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
-
-  def block_values(h):
-    return [(i, (h >> (bits - hi)) & ((1 << (hi - lo)) - 1)) for i, (lo, hi) in enumerate(blocks)]
-
-  index: dict[tuple[int, int], list[str]] = {}
-  for path in sorted(eval_hashes):
-    for key in block_values(eval_hashes[path]):
-      index.setdefault(key, []).append(path)
+  index = HashIndex(eval_hashes, threshold)
   out = []
   for path in sorted(pretrain_hashes):
     h = pretrain_hashes[path]
-    cands = {e for key in block_values(h) for e in index.get(key, ())}
-    best = min(((hamming(h, eval_hashes[e]), e) for e in cands), default=None)
-    if best is not None and best[0] <= threshold:
-      out.append({"pretrain": path, "eval": best[1], "distance": best[0], "hash": f"{h:016x}"})
+    m = index.match(h)
+    if m is not None:
+      out.append({"pretrain": path, "eval": m[0], "distance": m[1], "hash": f"{h:016x}"})
   return out
 
 
@@ -127,6 +168,73 @@ def write_report(result: DedupResult, path: str, threshold: int) -> None:
               f, indent=1)
 
 
+HASH_FILE_HEADER = ("# path_jax dHash file v1: <16 hex digits of the 64-bit difference hash>"
+                    "<TAB><image name>, one image per line (data/tools/dedup.py)")
+
+
+def write_hash_file(path: str, hashes: Mapping[str, int], comment: str = "") -> None:
+  """Writes ``{name: hash}`` in the hash-file format (atomically: a temporary file renamed)."""
+  for name in hashes:
+    if "\n" in name or "\t" in name:
+      raise ValueError(f"image name {name!r} holds a tab or newline; the hash file cannot")
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(HASH_FILE_HEADER + "\n")
+    for ln in comment.splitlines():
+      f.write(f"# {ln}\n")
+    for name in sorted(hashes):
+      f.write(f"{hashes[name]:016x}\t{name}\n")
+  os.replace(tmp, path)
+
+
+def read_hash_file(path: str) -> dict[str, int]:
+  """``{name: hash}`` of a hash file; errors name the file and the line."""
+  out = {}
+  with open(path, encoding="utf-8") as f:
+    for i, ln in enumerate(f, 1):
+      ln = ln.rstrip("\n")
+      if not ln.strip() or ln.startswith("#"):
+        continue
+      h, sep, name = ln.partition("\t")
+      try:
+        if not sep or len(h) != 2 * HASH_SIZE:
+          raise ValueError
+        out[name] = int(h, 16)
+      except ValueError:
+        raise ValueError(f"{path}:{i}: expected '<16 hex digits><TAB><name>', got {ln[:80]!r}; "
+                         "write hash files with data/tools/dedup.py --write_hashes") from None
+  return out
+
+
+def file_digest(path: str) -> str:
+  """SHA-256 (hex) of a file's bytes: what a build records of its hash file."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def hashes_of_tfds(data_dir: str, name: str, splits: Sequence[str] | None = None
+                   ) -> dict[str, int]:
+  """dHashes of a built TFDS dataset's images (default: every split but 'train').
+
+  Names are ``<name>/<split>/<filename or index>``. Imports tensorflow_datasets.
+  """
+  import tensorflow_datasets as tfds  # Only this mode needs it.
+  builder = tfds.builder(name, data_dir=data_dir)
+  splits = list(splits) if splits else [s for s in builder.info.splits if s != "train"]
+  out = {}
+  for split in splits:
+    src = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+    for i in range(len(src)):
+      rec = src[i]
+      fname = rec.get("filename", str(i))
+      fname = fname.decode() if isinstance(fname, bytes) else str(fname)
+      out[f"{name}/{split}/{fname}"] = dhash_bytes(rec["image"])
+  return out
+
+
 def expand(sources: Iterable[str]) -> list[str]:
   """Folders -> their images (recursive, sorted); text files -> their lines."""
   out = []
@@ -144,14 +252,35 @@ def expand(sources: Iterable[str]) -> list[str]:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--eval", action="append", required=True, help="folder or list (repeatable)")
-  p.add_argument("--pretrain", action="append", required=True,
+  p.add_argument("--eval", action="append", default=[], help="folder or list (repeatable)")
+  p.add_argument("--pretrain", action="append", default=[],
                  help="folder or list (repeatable)")
   p.add_argument("--threshold", type=int, default=0, help="max Hamming distance (bits)")
-  p.add_argument("--report", required=True, help="removed images, .json or .csv")
+  p.add_argument("--report", help="removed images, .json or .csv")
   p.add_argument("--kept", help="write the kept pretraining paths here, one per line")
   p.add_argument("--workers", type=int, default=1)
+  p.add_argument("--write_hashes", metavar="FILE",
+                 help="write the hash file of the --eval images and --tfds splits and exit")
+  p.add_argument("--tfds", action="append", default=[], metavar="NAME[:SPLIT,...]",
+                 help="a built dataset's evaluation splits (default: all but train)")
+  p.add_argument("--data_dir", help="TFDS data_dir of --tfds datasets")
   a = p.parse_args(argv)
+  if a.write_hashes:
+    if not a.eval and not a.tfds:
+      p.error("--write_hashes needs --eval folders/lists or --tfds datasets")
+    if a.tfds and not a.data_dir:
+      p.error("--tfds needs --data_dir")
+    hashes, bad = hash_files(expand(a.eval), a.workers)
+    for spec in a.tfds:
+      name, _, splits = spec.partition(":")
+      hashes.update(hashes_of_tfds(a.data_dir, name, splits.split(",") if splits else None))
+    write_hash_file(a.write_hashes, hashes)
+    print(f"{len(hashes)} hashes ({len(bad)} unreadable images left out): {a.write_hashes}")
+    for b in bad:
+      print(f"  unreadable: {b}", file=sys.stderr)
+    return 0
+  if not a.eval or not a.pretrain or not a.report:
+    p.error("de-duplication needs --eval, --pretrain and --report (or use --write_hashes)")
   result = deduplicate(expand(a.eval), expand(a.pretrain), a.threshold, a.workers)
   write_report(result, a.report, a.threshold)
   if a.kept:

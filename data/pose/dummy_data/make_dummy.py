@@ -1,4 +1,5 @@
-"""Writes the pose dummy data (COCO keypoint json, COCO results detections, MPII mmpose json).
+"""Writes the pose dummy data (COCO keypoint json, COCO results detections, MPII mmpose json,
+and the publishers' own layouts of AI Challenger, Halpe and Penn Action).
 Run from the repo root: ``python -m data.pose.dummy_data.make_dummy``."""
 import os
 
@@ -83,7 +84,90 @@ def mpii():
   dummy.write_json(os.path.join(root, "annotations", "mpii_val.json"), recs[:1])
 
 
+def aic_native():
+  """AI Challenger as the challenge distributes it: a json list per split, <image_id>.jpg."""
+  root = dummy.fresh(os.path.join(HERE, "aic_native"))
+
+  def person(seed, vis):
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(1, 30, size=(14, 2))
+    xy[np.asarray(vis) == 3] = 0   # AIC writes 0, 0 for unlabelled joints.
+    return np.concatenate([xy, np.asarray(vis)[:, None]], 1).reshape(-1).tolist()
+
+  train_dir = "ai_challenger_keypoint_train_20170909"
+  ids = ["3f2a9c0d1e", "b71c44e8aa"]
+  dummy.write_image(os.path.join(root, train_dir, "keypoint_train_images_20170902",
+                                 f"{ids[0]}.jpg"), 600, 32, 32)
+  dummy.write_image(os.path.join(root, train_dir, "keypoint_train_images_20170902",
+                                 f"{ids[1]}.jpg"), 601, 24, 32)
+  vis_a = [1, 2, 3, 1, 1, 1, 2, 2, 3, 1, 1, 1, 1, 1]
+  entries = [
+      {"image_id": ids[0],
+       # Keys deliberately out of order: the reader sorts human1, human2, human10.
+       "human_annotations": {"human2": [2, 3, 12, 20], "human10": [5, 5, 25, 30],
+                             "human1": [4, 2, 28, 30]},
+       "keypoint_annotations": {"human2": person(602, [3] * 14),    # nothing labelled: dropped
+                                "human10": person(603, [2] * 14),
+                                "human1": person(604, vis_a)}},
+      {"image_id": ids[1],
+       "human_annotations": {"human1": [-4, 3, 20, 40]},               # clipped to the image
+       "keypoint_annotations": {"human1": person(605, [1] * 13 + [2])}},
+  ]
+  dummy.write_json(os.path.join(root, train_dir, "keypoint_train_annotations_20170909.json"),
+                   entries)
+  val_dir = "ai_challenger_keypoint_validation_20170911"
+  dummy.write_image(os.path.join(root, val_dir, "keypoint_validation_images_20170911",
+                                 "c0ffee0001.jpg"), 606, 32, 32)
+  dummy.write_json(
+      os.path.join(root, val_dir, "keypoint_validation_annotations_20170911.json"),
+      [{"image_id": "c0ffee0001", "human_annotations": {"human1": [3, 4, 27, 29]},
+        "keypoint_annotations": {"human1": person(607, [1, 3] * 7)}}])
+
+
+def halpe_native():
+  """Halpe-FullBody: COCO-style json with 136 keypoints per person (26 body, 68 face, 42 hand);
+  train images from HICO-DET, val images from COCO val2017."""
+  root = dummy.fresh(os.path.join(HERE, "halpe_native"))
+  body_only_face = [0] * (3 * 26) + keypoints(68, 702)[:3 * 68] + [0] * (3 * 42)
+  train_images = [{"id": 1, "file_name": "HICO_train2015_00000001.jpg", "height": 32,
+                   "width": 32}]
+  coco_like(root, 136, train_images,
+            [ann(1, 1, [3, 2, 22, 26], keypoints(136, 700)),
+             ann(2, 1, [8, 8, 10, 12], keypoints(136, 701)),
+             ann(3, 1, [1, 1, 20, 20], body_only_face)],   # no body joint labelled: dropped
+            "annotations/halpe_train_v1.json", "hico_20160224_det/images/train2015")
+  val_images = [{"id": 139, "file_name": "000000000139.jpg", "height": 32, "width": 32}]
+  coco_like(root, 136, val_images, [ann(5, 139, [4, 4, 20, 24], keypoints(136, 703))],
+            "annotations/halpe_val_v1.json", "val2017")
+
+
+def penn_action_native():
+  """Penn Action: labels/<video>.mat (x, y, visibility [n, 13], bbox, dimensions, train) and
+  frames/<video>/<frame:06d>.jpg."""
+  import scipy.io
+  root = dummy.fresh(os.path.join(HERE, "penn_action_native"))
+  for video, n, train, h, w, boxes in (
+      ("0001", 3, 1, 32, 32, 2),   # one box fewer than frames (as in some real videos)
+      ("0002", 2, -1, 24, 32, 2)):
+    rng = np.random.default_rng(int(video))
+    x = rng.uniform(1, w - 1, size=(n, 13)).round(2)
+    y = rng.uniform(1, h - 1, size=(n, 13)).round(2)
+    vis = (rng.uniform(size=(n, 13)) > 0.3).astype(np.float64)
+    bbox = np.stack([x.min(1) - 1, y.min(1) - 1, x.max(1) + 1, y.max(1) + 1], 1)[:boxes]
+    for f in range(n):
+      dummy.write_image(os.path.join(root, "frames", video, f"{f + 1:06d}.jpg"),
+                        800 + 10 * int(video) + f, h, w)
+    os.makedirs(os.path.join(root, "labels"), exist_ok=True)
+    scipy.io.savemat(os.path.join(root, "labels", f"{video}.mat"), {
+        "action": "tennis_serve", "pose": "back", "x": x, "y": y, "visibility": vis,
+        "train": np.array([[train]], np.int16), "bbox": bbox,
+        "dimensions": np.array([[h, w, n]], np.uint16), "nframes": np.array([[n]], np.uint16)})
+
+
 if __name__ == "__main__":
   coco()
   posetrack()
   mpii()
+  aic_native()
+  halpe_native()
+  penn_action_native()
