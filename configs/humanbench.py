@@ -240,9 +240,9 @@ PRETRAIN_ROWS: tuple[Row, ...] = (
     _parsing("parsing_vip", "parsing/vip", 1, 16, 20, 20, LIP_FLIP_PAIRS, "human_parsing"),
     _parsing("parsing_paperdoll", "parsing/paperdoll", 2, 24, 15, 20, LIP_FLIP_PAIRS,
              "human_parsing"),
-    _parsing("parsing_deepfashion2", "parsing/deepfashion2", 2, 32, 15, 14, (),
+    _parsing("parsing_deepfashion2", "parsing/deepfashion2_native", 2, 32, 15, 14, (),
              "clothes_parsing"),
-    _parsing("parsing_modanet", "parsing/modanet", 1, 32, 15, 14, (), "clothes_parsing"),
+    _parsing("parsing_modanet", "parsing/modanet_native", 1, 32, 15, 14, (), "clothes_parsing"),
     # Evaluated on its own test split (RAPv2's and PA-100K's test images, -1 in the other set's
     # columns; mA over all 80). The suite's w/o FT scores RAPv2 / PA-100K on their own test
     # splits with columns 0-53 / 54-79 of this head (PRETRAINED_HEADS).
@@ -406,11 +406,11 @@ DOWNSTREAM: tuple[Downstream, ...] = (
     _ds("atr", "parsing", "parsing/atr", _PARSING_BATCH, "val", "pacc",
         fields=dict(num_classes=18, flip_pairs=ATR_FLIP_PAIRS)),
     # Attributes: 64 images per step ("b64"; e.g. PA-100k 42187 x 64 / 90000 = 30 epochs, §6.2).
-    _ds("pa100k", "attributes", "attributes/pa100k", 64, "test", "ma",
+    _ds("pa100k", "attributes", "attributes/pa100k_native", 64, "test", "ma",
         fields=dict(num_attributes=26)),
-    _ds("rapv2", "attributes", "attributes/rapv2", 64, "test", "ma",
+    _ds("rapv2", "attributes", "attributes/rapv2_native", 64, "test", "ma",
         fields=dict(num_attributes=54)),
-    _ds("peta", "attributes", "attributes/peta", 64, "test", "ma",
+    _ds("peta", "attributes", "attributes/peta_native", 64, "test", "ma",
         fields=dict(num_attributes=35)),
     # Detection: 32 images per update (CrowdHuman 46875 x 32 / 15000 = 100 epochs, §6.2).
     _ds("crowdhuman", "detection", "detection/crowdhuman", 32, "val", "ap_mr",

@@ -90,6 +90,12 @@ DATASETS = (
     _d("luperson_nl", "reid/luperson_nl", ("LUPerson-NL",),
        "https://github.com/DengpanFu/LUPerson-NL (filter ids with data/tools/identity_filter.py)",
        PRETRAIN, paper_images=5_178_420),
+    # The three sources of the reid_last_prcc_dgmarket row, each in its publisher's layout.
+    _d("last", "reid/last", ("last", "LaST"), "https://github.com/shuxjweb/last", PRETRAIN),
+    _d("prcc", "reid/prcc", ("prcc", "PRCC"),
+       "PRCC (Yang et al., TPAMI 2021): the authors' release, folder with rgb/", PRETRAIN),
+    _d("dg_market", "reid/dg_market", ("DG-Market", "DGMarket"),
+       "https://github.com/NVlabs/DG-Net#dg-market", PRETRAIN),
     # ---- pose
     _d("coco", "pose/coco", ("coco", "COCO"), "https://cocodataset.org/#download", BOTH),
     _d("aic", "pose/aic_native", ("ai_challenger", "aic"),
@@ -120,17 +126,19 @@ DATASETS = (
        PRETRAIN),
     _d("paperdoll", "parsing/paperdoll", ("paperdoll", "PaperDoll"),
        "https://github.com/kyamagu/paperdoll", PRETRAIN),
-    _d("deepfashion2", "parsing/deepfashion2", ("DeepFashion2", "deepfashion2"),
+    _d("deepfashion2", "parsing/deepfashion2_native", ("DeepFashion2", "deepfashion2"),
        "https://github.com/switchablenorms/DeepFashion2", PRETRAIN),
-    _d("modanet", "parsing/modanet", ("ModaNet", "modanet"), "https://github.com/eBay/modanet",
-       PRETRAIN),
+    _d("modanet", "parsing/modanet_native", ("ModaNet", "modanet"),
+       "https://github.com/eBay/modanet (images: PaperDoll photos.lmdb, "
+       "https://github.com/kyamagu/paperdoll/tree/master/data/chictopia)", PRETRAIN),
     # ---- pedestrian attributes
-    _d("pa100k", "attributes/pa100k", ("PA-100K", "PA100k", "pa100k"),
+    _d("pa100k", "attributes/pa100k_native", ("PA-100K", "PA100k", "pa100k"),
        "https://github.com/xh-liu/HydraPlus-Net", BOTH),
-    _d("rapv2", "attributes/rapv2", ("RAP2", "RAPv2", "rapv2"),
+    _d("rapv2", "attributes/rapv2_native", ("RAP2", "RAPv2", "rapv2"),
        "http://www.rapdataset.com", BOTH),
-    _d("peta", "attributes/peta", ("PETA", "peta"),
-       "http://mmlab.ie.cuhk.edu.hk/projects/PETA.html", EVAL),
+    _d("peta", "attributes/peta_native", ("PETA", "peta"),
+       "http://mmlab.ie.cuhk.edu.hk/projects/PETA.html (PETA.mat with the partitions: "
+       "https://github.com/dangweili/pedestrian-attribute-recognition-pytorch)", EVAL),
     # ---- pedestrian detection
     _d("crowdhuman", "detection/crowdhuman", ("CrowdHuman", "crowdhuman"),
        "https://www.crowdhuman.org", BOTH),

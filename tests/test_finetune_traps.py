@@ -68,7 +68,7 @@ def test_finetune_configs_leave_counts_to_the_data():
 def test_counts_are_filled_from_the_metadata(tmp_path):
   ratios = [0.1, 0.2, 0.3, 0.4, 0.5]
   _prepared(tmp_path, "reid/market1501", {"num_train_ids": 1000})
-  _prepared(tmp_path, "attributes/peta", {"num_attributes": 5, "positive_ratio": ratios})
+  _prepared(tmp_path, "attributes/peta_native", {"num_attributes": 5, "positive_ratio": ratios})
   _prepared(tmp_path, "pose/coco", {"num_joints": 14})
   got = {}
   for name in ("market1501", "peta", "coco"):
@@ -98,7 +98,7 @@ def test_a_count_that_disagrees_with_the_data_names_key_numbers_and_fix(tmp_path
 
 
 def test_every_disagreement_is_listed_at_once(tmp_path):
-  _prepared(tmp_path, "attributes/peta", {"num_attributes": 5, "positive_ratio": [0.5] * 5})
+  _prepared(tmp_path, "attributes/peta_native", {"num_attributes": 5, "positive_ratio": [0.5] * 5})
   _prepared(tmp_path, "pose/coco", {"num_joints": 14})
   _prepared(tmp_path, "parsing/lip", {"num_classes": 12})
   problems = []

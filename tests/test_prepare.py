@@ -186,7 +186,7 @@ def test_video_hook_fields_and_several_records_per_frame(tmp_path):
 
 
 # ---- python -m data.prepare ----------------------------------------------------------------
-PRESENT = {"market1501": "reid/market1501", "lip": "parsing/lip", "pa100k": "attributes/pa100k",
+PRESENT = {"market1501": "reid/market1501", "lip": "parsing/lip", "pa100k": "attributes/pa100k_native",
            "posetrack": "pose/posetrack", "luperson_nl": "reid/luperson_nl"}
 
 
@@ -228,7 +228,7 @@ def test_prepare_checklist_missing_and_rerun(tmp_path, capsys):
   # The hash file holds the evaluation splits of the evaluation sets found.
   hashes = dedup.read_hash_file(os.path.join(data_dir, prepare.HASH_FILE))
   assert {n.rsplit("/", 2)[0].split("/", 2)[1] for n in hashes} == {"market1501", "lip",
-                                                                   "pa100k"}
+                                                                   "pa100k_native"}
   assert c["exclude"]["eval_sets"] == ["market1501", "lip", "pa100k"]
   for name, full in PRESENT.items():
     rep = report(data_dir, full)

@@ -1,12 +1,14 @@
-"""Person re-identification builder: Market-1501-style folders, MSMT17 lists, SenseReID, id lists.
+"""Person re-identification builder: Market-1501-style folders, MSMT17 lists, SenseReID, id lists,
+and LaST, PRCC and DG-Market in their publishers' own folder layouts.
 
 Records (every split): ``image`` (encoded RGB), ``person_id`` int64, ``camera_id`` int32,
 ``role`` text ('train' | 'query' | 'gallery'), ``filename`` text (path relative to manual_dir).
 Train ids are re-packed to 0..N-1 (sorted by source id; for multi-list sources by (list, id),
 i.e. ids offset per list); query/gallery keep the source ids so that the evaluator can match
 them. ``camera_id`` is the camera number as written in the source (Market ``c3`` -> 3), -1 where
-the source has none. Standard protocol: junk (id -1) is dropped everywhere, distractors (id 0)
-are kept in the gallery only.
+the source has none (LaST, which has none, numbers its evaluation images one camera each; PRCC's
+letters A/B/C are 0/1/2). Standard protocol: junk (id -1) is dropped everywhere, distractors
+(id 0) are kept in the gallery only.
 """
 from __future__ import annotations
 
@@ -23,13 +25,22 @@ from data import common
 # PID_cCAM... (Market-1501 0002_c1s1_000451_03.jpg, DukeMTMC 0001_c2_f0046182.jpg,
 # CUHK03-NP 0001_c1_1.png).
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+# DG-Net's generator (github.com/NVlabs/DG-Net, visual_tools/test_folder.py) names an image
+# '<structure label>_<appearance label>_gan<Market-1501 name of the appearance image>.jpg'; the
+# identity is the appearance image's (DG-Net: the appearance code carries the identity), i.e.
+# the Market-1501 PID after 'gan'.
+_DG_GAN_NAME = re.compile(r"^\d+_\d+_gan(\d+)_c\d+")
+_LEADING_ID = re.compile(r"^(\d+)_")
+# PRCC cameras: the publisher's letters, numbered as the public loaders do (A 0, B 1, C 2).
+_PRCC_CAMERAS = {"A": 0, "B": 1, "C": 2}
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclasses.dataclass
 class ReidConfig(tfds.core.BuilderConfig):
-  """``layout``: 'market' | 'msmt' | 'sensereid' | 'lists'; ``subdir``: folder under manual_dir
-  that holds the Market-style folders (CUHK03-NP 'detected' / 'labeled')."""
+  """``layout``: 'market' | 'msmt' | 'sensereid' | 'lists' | 'last' | 'prcc' | 'dgmarket';
+  ``subdir``: folder under manual_dir that holds the Market-style folders (CUHK03-NP 'detected' /
+  'labeled')."""
   layout: str = "market"
   subdir: str = ""
   msmt_train_includes_val: bool = True
@@ -62,6 +73,15 @@ class Reid(common.HumanBenchBuilder):
                              "identities first with data/tools/identity_filter.py)."),
       ReidConfig(name="lists", layout="lists",
                  description="Any ReID training set in the authors' fileList/metaList format."),
+      ReidConfig(name="last", layout="last",
+                 description="LaST (github.com/shuxjweb/last) as distributed: train/, val/, "
+                             "test/ folders; query/gallery = test, val_query/val_gallery = val."),
+      ReidConfig(name="prcc", layout="prcc",
+                 description="PRCC as distributed (rgb/ folder); cross-clothes protocol: query "
+                             "= test/C, gallery = test/A; query_same_clothes = test/B."),
+      ReidConfig(name="dg_market", layout="dgmarket",
+                 description="DG-Market (github.com/NVlabs/DG-Net#dg-market) as distributed: "
+                             "one folder of generated images, train only."),
   ]
 
   def _features(self):
@@ -96,6 +116,28 @@ class Reid(common.HumanBenchBuilder):
           "test_gallery/PID_CAM.jpg": "gallery images (or gallery.txt)",
           "probe.txt, gallery.txt": "alternative: '<relpath> <pid> <camid>' per line",
       }
+    if config.layout == "last":
+      return {
+          "train/<pid>/<pid>_*.jpg": "train images (PID = first '_' field of the name)",
+          "test/query/<pid>_*.jpg": "query images (flat folder)",
+          "test/gallery/<pid>/<pid>_*.jpg": "gallery images",
+          "val/query/<pid>_*.jpg": "optional: val_query split",
+          "val/gallery/<pid>/<pid>_*.jpg": "optional: val_gallery split",
+      }
+    if config.layout == "prcc":
+      return {
+          "rgb/train/<pid>/<A|B|C>_*.jpg": "train images (camera = the name's letter)",
+          "rgb/test/C/<pid>/*.jpg": "query (cross-clothes protocol)",
+          "rgb/test/A/<pid>/*.jpg": "gallery",
+          "rgb/test/B/<pid>/*.jpg": "query_same_clothes (same-clothes protocol)",
+          "rgb/val/": "not read (held-out images of the train identities)",
+      }
+    if config.layout == "dgmarket":
+      return {
+          "<s>_<id>_gan<Market-1501 name>.jpg": "generated images, any depth (PID = the Market "
+                                                "PID after 'gan')",
+          "<pid>_*.jpg": "also accepted (PID = first '_' field)",
+      }
     return {
         "fileList.txt": "one image path per line, relative to the folder holding the list",
         "metaList.txt": "a header line, then one integer pid per line (same order)",
@@ -115,14 +157,25 @@ class Reid(common.HumanBenchBuilder):
       if os.path.exists(os.path.join(root, "probe.txt")):
         return ["probe.txt", "gallery.txt"]
       return ["test_probe", "test_gallery"]
+    if c.layout == "last":
+      return ["train", "test/query", "test/gallery"]
+    if c.layout == "prcc":
+      return ["rgb/train", "rgb/test/A", "rgb/test/B", "rgb/test/C"]
+    if c.layout == "dgmarket":
+      return [] if _image_files(root, None) else ["<s>_<id>_gan<Market-1501 name>.jpg (no image found)"]
     if _list_dirs(root):
       return []
     return ["fileList.txt", "metaList.txt"]
 
   def _static_metadata(self):
+    camera = {"last": "LaST has no cameras: query/gallery image i gets camera i (gallery after "
+                      "the query), so no true match is removed as same-camera; train -1",
+              "prcc": "the PRCC camera letter: A 0, B 1, C 2",
+              "dgmarket": "-1 (a generated image mixes two source images)"}
     return {"layout": self.builder_config.layout,
             "person_id": "train ids re-packed to 0..N-1; query/gallery keep source ids",
-            "camera_id": "source camera number; -1 if the source has none"}
+            "camera_id": camera.get(self.builder_config.layout,
+                                    "source camera number; -1 if the source has none")}
 
   # ---- parsing the sources --------------------------------------------------------------
   def _items(self, root: str) -> dict[str, list[_Item]]:
@@ -145,6 +198,19 @@ class Reid(common.HumanBenchBuilder):
                 "gallery": self._eval_list(root, "gallery.txt", "gallery")}
       return {"query": self._sense_dir(root, "test_probe", "query"),
               "gallery": self._sense_dir(root, "test_gallery", "gallery")}
+    if c.layout == "last":
+      splits = {"train": self._last_dir(root, "train", "train"),
+                **self._last_eval(root, "test", "")}
+      if os.path.isdir(os.path.join(root, "val", "query")):
+        splits.update(self._last_eval(root, "val", "val_"))
+      return splits
+    if c.layout == "prcc":
+      return {"train": self._prcc_train(root),
+              "query": self._prcc_test(root, "C", "query"),
+              "gallery": self._prcc_test(root, "A", "gallery"),
+              "query_same_clothes": self._prcc_test(root, "B", "query")}
+    if c.layout == "dgmarket":
+      return {"train": self._dg_market(root)}
     dirs = _list_dirs(root) or [""]
     train = []
     for g, d in enumerate(dirs):
@@ -222,6 +288,69 @@ class Reid(common.HumanBenchBuilder):
         items.append(_Item(role, rel, pid, cam))
     return items
 
+  def _leading_id(self, path, expected):
+    """PID = the first '_' field of the file name; None (reported) if it is not a number."""
+    m = _LEADING_ID.match(os.path.basename(path))
+    if m is None:
+      self.report.bad("unparsable_name", path, f"expected {expected}")
+      return None
+    return int(m.group(1))
+
+  def _last_dir(self, root, rel, role, depth=2):
+    """LaST images ``rel/<pid>/<pid>_*.jpg`` (depth 2) or ``rel/<pid>_*.jpg`` (depth 1), as the
+    publisher's loader (shuxjweb/last, data/datasets/last.py) globs them; camera -1."""
+    items = []
+    for path in _image_files(os.path.join(root, rel), depth):
+      pid = self._leading_id(path, "<pid>_*.jpg")
+      if pid is not None and self._keep(role, pid):
+        items.append(_Item(role, os.path.relpath(path, root), pid, -1))
+    return items
+
+  def _last_eval(self, root, part, prefix):
+    """``part/query`` (flat) and ``part/gallery`` (one folder per PID). LaST has no camera
+    labels; its protocol gives every evaluation image a camera of its own (query i -> i, gallery
+    j -> n_query + j, in sorted path order) so that no true match is removed as same-camera."""
+    query = self._last_dir(root, f"{part}/query", "query", depth=1)   # sorted by path
+    gallery = self._last_dir(root, f"{part}/gallery", "gallery")
+    query = [dataclasses.replace(it, camera=i) for i, it in enumerate(query)]
+    gallery = [dataclasses.replace(it, camera=len(query) + j) for j, it in enumerate(gallery)]
+    return {f"{prefix}query": query, f"{prefix}gallery": gallery}
+
+  def _prcc_train(self, root):
+    """``rgb/train/<pid>/<letter>_*.jpg``: PID = folder name, camera = the name's letter."""
+    items = []
+    for path in _image_files(os.path.join(root, "rgb", "train"), 2):
+      pid_s, name = os.path.basename(os.path.dirname(path)), os.path.basename(path)
+      cam = _PRCC_CAMERAS.get(name.split("_")[0])
+      if not pid_s.isdigit() or cam is None:
+        self.report.bad("unparsable_name", path, "expected rgb/train/<pid>/<A|B|C>_*.jpg")
+        continue
+      items.append(_Item("train", os.path.relpath(path, root), int(pid_s), cam))
+    return items
+
+  def _prcc_test(self, root, letter, role):
+    """``rgb/test/<letter>/<pid>/*.jpg``: PID = folder name, camera = the folder's letter."""
+    items = []
+    for path in _image_files(os.path.join(root, "rgb", "test", letter), 2):
+      pid_s = os.path.basename(os.path.dirname(path))
+      if not pid_s.isdigit():
+        self.report.bad("unparsable_name", path, f"expected rgb/test/{letter}/<pid>/*.jpg")
+        continue
+      items.append(_Item(role, os.path.relpath(path, root), int(pid_s), _PRCC_CAMERAS[letter]))
+    return items
+
+  def _dg_market(self, root):
+    """Every image under ``root`` (any depth). PID = the Market-1501 PID after 'gan' in DG-Net's
+    generator naming, else the name's first '_' field; camera -1."""
+    items = []
+    for path in _image_files(root, None):
+      m = _DG_GAN_NAME.match(os.path.basename(path))
+      pid = (int(m.group(1)) if m else
+             self._leading_id(path, "<s>_<id>_gan<Market-1501 name>.jpg or <pid>_*.jpg"))
+      if pid is not None and self._keep("train", pid):
+        items.append(_Item("train", os.path.relpath(path, root), pid, -1))
+    return items
+
   def _id_list(self, root, sub, group):
     folder = os.path.join(root, sub)
     files = common.read_lines(os.path.join(folder, "fileList.txt"))
@@ -255,6 +384,21 @@ class Reid(common.HumanBenchBuilder):
       pid = packed[(it.group, it.pid)] if it.role == "train" else it.pid
       yield it.relpath, {"image": img.data, "person_id": pid, "camera_id": it.camera,
                          "role": it.role, "filename": it.relpath}
+
+
+def _image_files(folder: str, depth: int | None = 1) -> list[str]:
+  """Sorted image paths exactly ``depth`` levels below ``folder`` (1: its own files), or at any
+  depth when ``depth`` is None."""
+  out = []
+  if not os.path.isdir(folder):
+    return out
+  for dirpath, dirnames, filenames in os.walk(folder):
+    level = os.path.relpath(dirpath, folder).count(os.sep) + (dirpath != folder)
+    if depth is not None and level + 1 >= depth:
+      dirnames[:] = []
+    if depth is None or level + 1 == depth:
+      out += [os.path.join(dirpath, n) for n in filenames if n.lower().endswith(_IMAGE_EXT)]
+  return sorted(out)
 
 
 def _list_dirs(root: str) -> list[str]:

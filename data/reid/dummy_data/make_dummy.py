@@ -66,8 +66,62 @@ def id_lists():
                      ["pid"] + [str(pid) for _, pid in entries])
 
 
+def last():
+  """LaST (github.com/shuxjweb/last): pid folders under train/ and */gallery/, flat */query/.
+  Names '<pid>_<clothes>_<movie>_<frame>.jpg' stand in for the real ones (only the first '_'
+  field is read)."""
+  root = dummy.fresh(os.path.join(HERE, "last"))
+  files = {
+      "train": ["000120/000120_0_tt0001_000101.jpg", "000120/000120_1_tt0001_000340.jpg",
+                "000015/000015_0_tt0002_000007.jpg", "004999/004999_0_tt0003_000900.jpg"],
+      "val/query": ["005010_0_tt0004_000011.jpg"],
+      "val/gallery": ["005010/005010_0_tt0004_000120.jpg", "005011/005011_0_tt0004_000200.jpg"],
+      "test/query": ["005100_0_tt0005_000010.jpg", "005230_0_tt0006_000020.jpg"],
+      "test/gallery": ["005100/005100_1_tt0005_000400.jpg", "005230/005230_0_tt0006_000500.jpg",
+                       "005300/005300_0_tt0007_000600.jpg"],
+  }
+  seed = 400
+  for folder, names in files.items():
+    for n in names:
+      dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
+      seed += 1
+
+
+def prcc():
+  """PRCC: rgb/train/<pid>/<A|B|C>_*.jpg, rgb/test/<A|B|C>/<pid>/*.jpg, rgb/val (not read)."""
+  root = dummy.fresh(os.path.join(HERE, "prcc"))
+  files = {
+      "rgb/train": ["001/A_cropped_rgb001.jpg", "001/C_cropped_rgb010.jpg",
+                    "003/B_cropped_rgb002.jpg", "003/A_cropped_rgb005.jpg",
+                    "010/C_cropped_rgb100.jpg"],
+      "rgb/val": ["001/A_cropped_rgb020.jpg"],
+      "rgb/test/A": ["205/cropped_rgb001.jpg", "206/cropped_rgb001.jpg"],
+      "rgb/test/B": ["205/cropped_rgb050.jpg"],
+      "rgb/test/C": ["205/cropped_rgb100.jpg", "206/cropped_rgb100.jpg", "206/cropped_rgb101.jpg"],
+  }
+  seed = 500
+  for folder, names in files.items():
+    for n in names:
+      dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
+      seed += 1
+
+
+def dg_market():
+  """DG-Market: one folder of generated images named as DG-Net's generator writes them,
+  '<structure label>_<appearance label>_gan<Market-1501 name of the appearance image>.jpg'."""
+  root = dummy.fresh(os.path.join(HERE, "dg_market"))
+  names = ["000_000_gan0002_c1s1_000451_01.jpg", "417_000_gan0002_c2s1_000551_01.jpg",
+           "003_001_gan0007_c1s1_001051_02.jpg", "750_002_gan1500_c6s3_086542_02.jpg",
+           "012_002_gan1500_c5s3_086000_01.jpg"]
+  for i, n in enumerate(names):
+    dummy.write_image(os.path.join(root, n), 600 + i, 32, 16)
+
+
 if __name__ == "__main__":
   market()
   msmt()
   sensereid()
   id_lists()
+  last()
+  prcc()
+  dg_market()
