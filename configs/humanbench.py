@@ -25,10 +25,11 @@ own ``data_dir`` (``<config data_dir>/<row name>``) because two rows share a bui
   columns then PA-100k's 26, -1 in the other dataset's columns (the authors' MultiAttrDataset).
 * ``attr_5set``: ``attributes/generic``, columns HARDHC 14, UAV-Human 43, Parse27k 44,
   DukeMTMC 23, Market-1501 30 (154).
-* ``det_5set``: one COCO-format json merging WiderPerson, COCO persons, ECP (day), CityPersons
-  and WIDER Pedestrian (images without persons removed), built with the COCO-layout config
-  ``detection/citypersons``: the detection builder has no generic COCO config, and every
-  COCO-layout config builds any COCO json the same way.
+* ``det_5set``: ``detection/det_5set`` reads WiderPerson, COCO persons, ECP (day) and
+  CityPersons from their publishers' folders under one raw root (and WIDER Pedestrian from a
+  COCO json), images without persons removed:
+  ``python data/build.py detection/det_5set --manual_dir=RAW_ROOT --data_dir=...``. Its own
+  builder config, so it is built into the root ``data_dir`` like the single-source rows.
 
 Attribute positive ratios default to ``None``: the training loop reads them from the prepared
 dataset's ``metadata.json`` (``positive_ratio``, computed by the builder over the train split,
@@ -220,17 +221,17 @@ PRETRAIN_ROWS: tuple[Row, ...] = (
     _pose("pose_posetrack", "pose/posetrack", 1, 224, 6000, 15, POSETRACK_FLIP_PAIRS,
           POSETRACK_UPPER_BODY),
     _pose("pose_jrdb2022", "pose/jrdb", 1, 224, 4000, 17, JRDB_FLIP_PAIRS, JRDB_UPPER_BODY),
-    _pose("pose_mhp", "pose/mhp", 1, 96, 4000, 16, MPII_FLIP_PAIRS, MPII_UPPER_BODY,
+    _pose("pose_mhp", "pose/mhp_native", 1, 96, 4000, 16, MPII_FLIP_PAIRS, MPII_UPPER_BODY,
           shift=False),
     _pose("pose_penn_action", "pose/penn_action_native", 1, 128, 4000, 13, PENN_FLIP_PAIRS,
           PENN_UPPER_BODY, shift=False),
-    _pose("pose_3dpw", "pose/3dpw", 1, 128, 4000, 18, TDPW_FLIP_PAIRS, TDPW_UPPER_BODY),
+    _pose("pose_3dpw", "pose/3dpw_native", 1, 128, 4000, 18, TDPW_FLIP_PAIRS, TDPW_UPPER_BODY),
     _pose("pose_halpe", "pose/halpe_native", 1, 64, 2000, 20, HALPE_FLIP_PAIRS, HALPE_UPPER_BODY),
     _pose("pose_3dhp", "pose/mpi_inf_3dhp", 1, 128, 2000, 17, JRDB_FLIP_PAIRS,
           JRDB_UPPER_BODY),
     _pose("pose_h36m", "pose/h36m", 1, 128, 2000, 17, H36M_POSE_FLIP_PAIRS,
           H36M_POSE_UPPER_BODY, eval_split="val", eval_metric="epe"),
-    _pose("pose_aist", "pose/aist", 1, 128, 2000, 17, AIST_FLIP_PAIRS, AIST_UPPER_BODY),
+    _pose("pose_aist", "pose/aist_native", 1, 128, 2000, 17, AIST_FLIP_PAIRS, AIST_UPPER_BODY),
     _parsing("parsing_h36m", "parsing/h36m_parsing", 3, 26, 20, 25, H36M_PARSING_FLIP_PAIRS,
              "human_parsing", eval_split="val"),
     _parsing("parsing_lip", "parsing/lip", 2, 18, 20, 20, LIP_FLIP_PAIRS, "human_parsing",
@@ -260,8 +261,7 @@ PRETRAIN_ROWS: tuple[Row, ...] = (
         fields=dict(num_classes=151595)),
     Row("det_crowdhuman", "detection", "detection/crowdhuman", 16, 2, 10, 0.0, "detection",
         eval_split="val"),
-    Row("det_5set", "detection", "detection/citypersons", 16, 2, 10, 0.0, "detection",
-        own_data_dir=True),
+    Row("det_5set", "detection", "detection/det_5set", 16, 2, 10, 0.0, "detection"),
 )
 
 # ViT-L (REFERENCE.md §4.3, L-yaml): every non-detection row on 1 GPU, detection 8 + 8 GPUs;

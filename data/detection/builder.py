@@ -15,6 +15,35 @@ conversions, e.g. Pedestron's) and its visible fraction ``vis_ratio`` when the a
 Degenerate boxes are dropped (counted); a box entirely outside its image is dropped with a
 warning naming the file.
 
+Native readers (``*_native``; the publishers' releases extracted as distributed, no converted
+json), persons vs ignore regions as each dataset's own evaluation protocol has them:
+
+* CityPersons (``gtBboxCityPersons/<split>/<city>/<name>_gtBboxCityPersons.json``: ``objects``
+  {label, bbox xywh, bboxVis xywh}; images Cityscapes ``leftImg8bit/<split>/<city>/
+  <name>_leftImg8bit.png``): 'pedestrian' -> person; 'rider', 'sitting person', 'person (other)',
+  'person group' and 'ignore' (fake humans: posters, reflections) -> ignore regions, as the
+  CityPersons benchmark (Zhang et al., CVPR 2017; its annotation README, classes 1 vs 0/2-5)
+  scores pedestrians and ignores the rest. ``bboxVis`` is the visible box.
+* WiderPerson (``Annotations/<id>.jpg.txt``: a count line, then ``class x1 y1 x2 y2``; lists
+  ``train.txt``/``val.txt``; ``Images/<id>.jpg``): classes 1 pedestrians, 2 riders,
+  3 partially-visible persons -> person; 4 ignore regions, 5 crowd -> ignore regions (the
+  WiderPerson paper, Zhang et al., TMM 2019). No visible box.
+* EuroCity Persons, day (``day/labels/<split>/<city>/<city>_<n>.json``: a 'frame' whose
+  ``children`` have ``identity``, ``x0 y0 x1 y1`` and ``tags``; images
+  ``day/img/<split>/<city>/<city>_<n>.png``): top-level 'pedestrian' -> person, except one
+  tagged 'occluded>80' or 'depiction' -> ignore; 'rider', 'person-group-far-away',
+  'rider+vehicle-group-far-away' -> ignore regions (the ECP toolkit's pedestrian evaluation:
+  riders tolerated, groups "don't care", occlusion limit 80 %, depictions discarded); vehicles
+  (bicycle, buggy, ..., and their groups, also the riders' children) are not boxes (dropped,
+  counted ``non_person_object``). No visible box.
+
+``det_5set`` reads the five sources of the authors' merged detection row side by side, each from
+its publisher's folder under ``manual_dir`` (the preparation root): WiderPerson, ECP (day) and
+CityPersons natively, COCO persons from ``person_keypoints_train2017.json`` (category 1 only;
+``iscrowd`` -> ignore) and WIDER Pedestrian from a COCO-format json (no native reader yet). Train
+splits only; images without a person box are dropped (``no_person_image``) as the authors' merged
+json has none; ``image_id`` is ``<source>/<id>``, ``filename`` relative to ``manual_dir``.
+
 Metadata (``metadata.json``): ``max_persons_per_image`` and ``max_ignore_per_image``, the most
 person boxes and ignore regions any image of any split holds as stored (after clipping), and
 ``box_counts`` per split (``images``, ``persons``, ``ignore``, ``mean_persons``,
@@ -40,10 +69,13 @@ from data import common
 
 @dataclasses.dataclass
 class DetectionConfig(tfds.core.BuilderConfig):
-  """``splits``: (split, annotation file, image folder) relative to manual_dir."""
+  """``splits``: (split, annotation file or folder, image folder) relative to manual_dir;
+  ``sources`` (layout 'merged'): (name, folder names, layout, annotation, image folder) per
+  source, the folder found under manual_dir by name (exactly, then ignoring case)."""
   layout: str = "coco"
   splits: tuple = ()
   optional_splits: tuple = ()
+  sources: tuple = ()
 
 
 def _coco_cfg(name, desc, optional=("val",)):
@@ -51,6 +83,41 @@ def _coco_cfg(name, desc, optional=("val",)):
       name=name, layout="coco", description=desc, optional_splits=optional,
       splits=(("train", "annotations/train.json", "images"),
               ("val", "annotations/val.json", "images")))
+
+
+# Which labels are persons and which are ignore regions (module docstring, with sources).
+CITYPERSONS_PERSON = frozenset({"pedestrian"})
+CITYPERSONS_IGNORE = frozenset({"rider", "sitting person", "person (other)", "person group",
+                                "ignore"})
+WIDERPERSON_PERSON = frozenset({1, 2, 3})
+WIDERPERSON_IGNORE = frozenset({4, 5})
+ECP_PERSON = frozenset({"pedestrian"})
+ECP_IGNORE = frozenset({"rider", "person-group-far-away", "rider+vehicle-group-far-away"})
+ECP_IGNORE_TAGS = frozenset({"occluded>80", "depiction"})
+
+_NATIVE_SPLITS = {
+    "citypersons": (("train", "gtBboxCityPersons/train", "leftImg8bit/train"),
+                    ("val", "gtBboxCityPersons/val", "leftImg8bit/val")),
+    "widerperson": (("train", "train.txt", "Images"), ("val", "val.txt", "Images")),
+    "ecp": (("train", "day/labels/train", "day/img/train"),
+            ("val", "day/labels/val", "day/img/val")),
+}
+# The authors' det_5set row: WiderPerson, COCO persons, ECP (day), CityPersons, WIDER Pedestrian.
+DET_5SET_SOURCES = (
+    ("widerperson", ("WiderPerson", "widerperson"), "widerperson", "train.txt", "Images"),
+    ("coco", ("coco", "COCO"), "coco", "annotations/person_keypoints_train2017.json",
+     "train2017"),
+    ("ecp", ("ECP", "EuroCityPersons"), "ecp", "day/labels/train", "day/img/train"),
+    ("citypersons", ("CityPersons", "citypersons"), "citypersons", "gtBboxCityPersons/train",
+     "leftImg8bit/train"),
+    ("wider_pedestrian", ("WIDER_Pedestrian", "wider_pedestrian"), "coco",
+     "annotations/train.json", "images"),
+)
+
+
+def _native_cfg(layout, desc):
+  return DetectionConfig(name=f"{layout}_native", layout=layout, description=desc,
+                         optional_splits=("val",), splits=_NATIVE_SPLITS[layout])
 
 
 class Detection(common.HumanBenchBuilder):
@@ -64,6 +131,12 @@ class Detection(common.HumanBenchBuilder):
       _coco_cfg("widerperson", "WiderPerson in COCO format."),
       _coco_cfg("ecp", "EuroCity Persons in COCO format."),
       _coco_cfg("wider_pedestrian", "WIDER Pedestrian in COCO format."),
+      _native_cfg("citypersons", "CityPersons (gtBboxCityPersons json + Cityscapes images)."),
+      _native_cfg("widerperson", "WiderPerson (Annotations/<id>.jpg.txt, train/val lists)."),
+      _native_cfg("ecp", "EuroCity Persons, day (per-image json trees)."),
+      DetectionConfig(name="det_5set", layout="merged", splits=(("train", "", ""),),
+                      sources=DET_5SET_SOURCES,
+                      description="The authors' det_5set: five sources read side by side."),
   ]
 
   def _features(self):
@@ -81,21 +154,26 @@ class Detection(common.HumanBenchBuilder):
 
   @classmethod
   def layout(cls, config):
+    if config.layout == "merged":
+      out = {}
+      for name, folders, layout, ann, img in config.sources:
+        for rel, what in _source_layout(layout, "train", ann, img, "").items():
+          out[f"{folders[0]}/{rel}"] = f"{name}: {what}"
+      return out
     out = {}
     for split, ann, img in config.splits:
       opt = " (optional)" if split in config.optional_splits else ""
-      if config.layout == "odgt":
-        out[ann] = f"{split}: one JSON per line (ID, gtboxes with tag/fbox/extra){opt}"
-        out.setdefault(f"{img}/<ID>.jpg", "images")
-      else:
-        out[ann] = f"{split}: COCO detection json (person = category 1){opt}"
-        out.setdefault(f"{img}/<file_name>", "images, named as in the json")
+      out.update(_source_layout(config.layout, split, ann, img, opt))
     return out
 
   def _required(self, root):
     c = self.builder_config
+    if c.layout == "merged":
+      return [os.path.join(_find_folder(root, folders), p)
+              for _, folders, layout, ann, img in c.sources
+              for p in _source_required(layout, ann, img)]
     return [p for split, ann, img in c.splits if split not in c.optional_splits
-            for p in (ann, img)]
+            for p in _source_required(c.layout, ann, img)]
 
   def _static_metadata(self):
     return {"layout": self.builder_config.layout, "boxes": "xyxy pixels, clipped",
@@ -104,13 +182,37 @@ class Detection(common.HumanBenchBuilder):
 
   def _splits(self, root):
     c = self.builder_config
+    if c.layout == "merged":
+      return {"train": self._counted("train", self._merged(root))}
     out = {}
     for split, ann, img in c.splits:
       if split in c.optional_splits and not os.path.exists(os.path.join(root, ann)):
         continue
-      read = self._odgt if c.layout == "odgt" else self._coco
-      out[split] = self._counted(split, self._examples(root, img, read(os.path.join(root, ann))))
+      out[split] = self._counted(split, self._examples(root, self._read(c.layout, root, ann,
+                                                                         img)))
     return out
+
+  def _read(self, layout, root, ann, img):
+    """-> sorted [(image_id, image path relative to ``root``, [(xywh, ignore, visible xywh |
+    None, visible fraction | None), ...])]."""
+    if layout in ("odgt", "coco"):
+      records = (self._odgt if layout == "odgt" else self._coco)(os.path.join(root, ann))
+      return [(i, os.path.join(img, f), boxes) for i, f, boxes in records]
+    return {"citypersons": self._citypersons, "widerperson": self._widerperson,
+            "ecp": self._ecp}[layout](root, ann, img)
+
+  def _merged(self, root):
+    """The sources' train records in turn, ids and files prefixed; images without a person
+    box dropped."""
+    for name, folders, layout, ann, img in self.builder_config.sources:
+      folder = _find_folder(root, folders)
+      records = [(f"{name}/{i}", os.path.join(folder, f), boxes)
+                 for i, f, boxes in self._read(layout, os.path.join(root, folder), ann, img)]
+      for key, example in self._examples(root, records):
+        if np.all(example["is_ignore"]):
+          self.report.drop("no_person_image")
+          continue
+        yield key, example
 
   def _counted(self, split, examples):
     """Passes ``examples`` through, then records the split's box counts in the metadata."""
@@ -160,12 +262,89 @@ class Detection(common.HumanBenchBuilder):
                                                 key=lambda t: t[0])])
                   for im in coco["images"])
 
-  def _examples(self, root, img_rel, records):
+  def _citypersons(self, root, ann, img):
+    out = []
+    for rel in _walk(os.path.join(root, ann), "_gtBboxCityPersons.json"):
+      path = os.path.join(root, ann, rel)
+      rec = self._load_json(path)
+      if rec is None:
+        continue
+      boxes = []
+      for j, o in enumerate(rec.get("objects", [])):
+        label = o.get("label")
+        if label not in CITYPERSONS_PERSON | CITYPERSONS_IGNORE:
+          self.report.bad("label_out_of_range", path, f"object {j}: unknown label {label!r}")
+          continue
+        boxes.append((o["bbox"], label in CITYPERSONS_IGNORE, o.get("bboxVis"), None))
+      name = os.path.basename(rel)[:-len("_gtBboxCityPersons.json")]
+      out.append((name, os.path.join(img, os.path.dirname(rel), name + "_leftImg8bit.png"),
+                  boxes))
+    return sorted(out)
+
+  def _widerperson(self, root, ann, img):
+    out = []
+    for image_id in common.read_lines(os.path.join(root, ann)):
+      path = os.path.join(root, "Annotations", image_id + ".jpg.txt")
+      try:
+        lines = common.read_lines(path)
+      except FileNotFoundError:
+        self.report.bad("missing_annotation", path, f"listed in {ann}")
+        continue
+      try:
+        rows = [[int(float(v)) for v in ln.split()] for ln in lines[1:]]
+        count = int(lines[0]) if lines else -1
+      except ValueError as e:
+        self.report.bad("unparsable_annotation", path, str(e))
+        continue
+      if count != len(rows) or any(len(r) != 5 for r in rows):
+        self.report.bad("unparsable_annotation", path,
+                        f"first line says {count} boxes, {len(rows)} lines follow; each line "
+                        "must be 'class x1 y1 x2 y2'")
+        continue
+      boxes = []
+      for j, (cls, x1, y1, x2, y2) in enumerate(rows):
+        if cls not in WIDERPERSON_PERSON | WIDERPERSON_IGNORE:
+          self.report.bad("label_out_of_range", path, f"box {j}: class {cls} not in 1..5")
+          continue
+        boxes.append(([x1, y1, x2 - x1, y2 - y1], cls in WIDERPERSON_IGNORE, None, None))
+      out.append((image_id, os.path.join(img, image_id + ".jpg"), boxes))
+    return sorted(out)
+
+  def _ecp(self, root, ann, img):
+    out = []
+    for rel in _walk(os.path.join(root, ann), ".json"):
+      path = os.path.join(root, ann, rel)
+      rec = self._load_json(path)
+      if rec is None:
+        continue
+      boxes = []
+      for o in rec.get("children", []):
+        identity = o.get("identity")
+        if identity not in ECP_PERSON | ECP_IGNORE:
+          self.report.drop("non_person_object")
+          continue
+        ign = identity in ECP_IGNORE or bool(ECP_IGNORE_TAGS & set(o.get("tags", [])))
+        x0, y0, x1, y1 = (float(o[k]) for k in ("x0", "y0", "x1", "y1"))
+        boxes.append(([x0, y0, x1 - x0, y1 - y0], ign, None, None))
+      name = rel[:-len(".json")]
+      out.append((os.path.basename(name), os.path.join(img, name + ".png"), boxes))
+    return sorted(out)
+
+  def _load_json(self, path):
+    try:
+      with open(path) as f:
+        return json.load(f)
+    except json.JSONDecodeError as e:
+      self.report.bad("unparsable_annotation", path, str(e))
+      return None
+
+  def _examples(self, root, records):
+    """``records`` from :meth:`_read` -> (key, example); image paths relative to ``root``."""
     for image_id, file_rel, boxes in records:
-      path = os.path.join(root, img_rel, file_rel)
+      path = os.path.join(root, file_rel)
       if file_rel.lower().endswith(".png") and not os.path.exists(path):
         file_rel = file_rel[:-4] + ".jpg"
-        path = os.path.join(root, img_rel, file_rel)
+        path = os.path.join(root, file_rel)
       img = common.load_image(path, self.report)
       if img is None:
         continue
@@ -192,7 +371,7 @@ class Detection(common.HumanBenchBuilder):
           "is_ignore": np.asarray(ignore, np.bool_),
           "visible_boxes": np.asarray(vis_xyxy, np.float32).reshape(-1, 4),
           "visible_ratio": np.asarray(vis_ratio, np.float32).reshape(-1),
-          "image_id": image_id, "filename": os.path.join(img_rel, file_rel)}
+          "image_id": image_id, "filename": file_rel}
 
   def _visible(self, box, vis_box, ratio, path: str, j: int
                ) -> tuple[list[float] | None, float]:
@@ -225,3 +404,54 @@ def _clip_xywh(b, width: int, height: int) -> list[float] | None:
   x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
   x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
   return [x1, y1, x2, y2] if x2 > x1 and y2 > y1 else None
+
+
+def _source_layout(layout, split, ann, img, opt):
+  """{relative path: what it holds} of one split of one source."""
+  if layout == "odgt":
+    return {ann: f"{split}: one JSON per line (ID, gtboxes with tag/fbox/extra){opt}",
+            f"{img}/<ID>.jpg": "images"}
+  if layout == "coco":
+    return {ann: f"{split}: COCO detection json (person = category 1){opt}",
+            f"{img}/<file_name>": "images, named as in the json"}
+  if layout == "citypersons":
+    return {f"{ann}/<city>/<name>_gtBboxCityPersons.json":
+            f"{split}: objects {{label, bbox, bboxVis}}{opt}",
+            f"{img}/<city>/<name>_leftImg8bit.png": f"{split}: Cityscapes images{opt}"}
+  if layout == "widerperson":
+    return {ann: f"{split}: image ids, one a line{opt}",
+            "Annotations/<id>.jpg.txt": "box count, then 'class x1 y1 x2 y2' lines",
+            f"{img}/<id>.jpg": "images"}
+  if layout == "ecp":
+    return {f"{ann}/<city>/<city>_<n>.json": f"{split}: frame json, children with identity, "
+                                             f"x0 y0 x1 y1, tags{opt}",
+            f"{img}/<city>/<city>_<n>.png": f"{split}: images{opt}"}
+  raise ValueError(f"unknown detection layout {layout!r}")
+
+
+def _source_required(layout, ann, img):
+  return [ann, img] + (["Annotations"] if layout == "widerperson" else [])
+
+
+def _find_folder(root: str, folders) -> str:
+  """The first of ``folders`` under ``root``, exactly then ignoring case; else the first name
+  (reported missing by the layout check)."""
+  try:
+    entries = {e.lower(): e for e in os.listdir(root)}
+  except FileNotFoundError:
+    return folders[0]
+  for name in folders:
+    if os.path.isdir(os.path.join(root, name)):
+      return name
+    if name.lower() in entries:
+      return entries[name.lower()]
+  return folders[0]
+
+
+def _walk(folder: str, suffix: str) -> list[str]:
+  """Files under ``folder`` ending in ``suffix``, relative to it, sorted."""
+  out = []
+  for dirpath, _, files in os.walk(folder):
+    out += [os.path.relpath(os.path.join(dirpath, f), folder) for f in files
+            if f.endswith(suffix)]
+  return sorted(out)

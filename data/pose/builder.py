@@ -26,13 +26,16 @@ Publishers' own layouts (configs ``*_native``; the archives extracted as distrib
 converted in memory to the COCO keypoint dict above and then read like COCO, records and all:
 AI Challenger (:meth:`Pose._aic_to_coco`), Halpe (its COCO-style json, ``keep_joints`` picks the
 20 body joints) and Penn Action (:meth:`Pose._penn_action_to_coco`, a ``video`` config whose
-records carry ``common.VIDEO_KEY`` / ``common.FRAME_KEY`` for the base class's frame sampling).
+records carry ``common.VIDEO_KEY`` / ``common.FRAME_KEY`` for the base class's frame sampling),
+LV-MHP v2 (:meth:`Pose._mhp_to_coco`), 3DPW (:meth:`Pose._3dpw_to_coco`, video) and AIST++
+(:meth:`Pose._aist`, video, one sequence's dict at a time).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -51,6 +54,30 @@ PENN_ACTION_JOINTS = ("head", "left_shoulder", "right_shoulder", "left_elbow", "
                       "right_knee", "left_ankle", "right_ankle")
 # Penn Action image ids: video number * this + 1-based frame number (frames per video < 1e5).
 PENN_ACTION_ID_STRIDE = 100_000
+# LV-MHP v2 joint order (rows 0-15 of each person_<n> matrix of pose_annos/<image>.mat; the MHP
+# annotation tool, github.com/ZhaoJ9014/Multi-Human-Parsing Annotation_Tools/Multi-Human_Pose):
+# MPII's order, which the pose_mhp row (MPII flip pairs) uses unchanged.
+MHP_JOINTS = ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+              "pelvis", "thorax", "upper_neck", "head_top", "right_wrist", "right_elbow",
+              "right_shoulder", "left_shoulder", "left_elbow", "left_wrist")
+# 3DPW poses2d joint order (its README: "2D joint detections in Coco-Format", OpenPose's 18-joint
+# COCO model, [N, 3, 18] per actor); the pose_3dpw row's flip pairs (2,5) ... (16,17) are this.
+TDPW_JOINTS = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
+               "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",
+               "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear")
+# AIST++ keypoints2d joint order: COCO's 17 (aistplusplus_api loader: "COCO-format 2D keypoints").
+AIST_JOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
+AIST_VIEWS = tuple(f"c{i:02d}" for i in range(1, 10))
+# AIST++ joints whose detector score is below this are unlabelled (the publisher's own threshold
+# when triangulating them: aistplusplus_api processing/run_estimate_keypoints.py, kpt_thre).
+AIST_MIN_SCORE = 0.15
+# 3DPW and AIST++ image ids: (sequence number * 10 + view) * this + 1-based frame number.
+VIDEO_ID_STRIDE = 100_000
+# Boxes of 3DPW and AIST++ (no published boxes): the labelled joints' tight box widened by this
+# fraction of its size on every side (the body reaches past its joints: head top, feet).
+JOINT_BOX_PAD = 0.1
 
 # The ground-truth file of a COCO-style split, in the prepared dataset's version folder
 # (path_jax.evaluate.COCO_GT_FILE reads it).
@@ -124,6 +151,22 @@ class Pose(common.HumanBenchBuilder):
           splits=(("train", "labels", "frames"), ("val", "labels", "frames")),
           description="Penn Action per-video .mat labels + frame folders (13 joints); "
                       "val = the videos with train == -1."),
+      PoseConfig(
+          name="mhp_native", layout="mhp", num_joints=16, optional_splits=("val",),
+          splits=(("train", "train/pose_annos", "train/images"),
+                  ("val", "val/pose_annos", "val/images")),
+          description="LV-MHP v2 per-image pose .mat files (16 joints, MPII order)."),
+      PoseConfig(
+          name="3dpw_native", layout="3dpw", num_joints=18, video=True,
+          optional_splits=("val",),
+          splits=(("train", "sequenceFiles/train", "imageFiles"),
+                  ("val", "sequenceFiles/validation", "imageFiles")),
+          description="3DPW sequence pickles (poses2d, 18 OpenPose-COCO joints) + imageFiles."),
+      PoseConfig(
+          name="aist_native", layout="aist", num_joints=17, video=True,
+          splits=(("train", "keypoints2d", "frames"),),
+          description="AIST++ keypoints2d pickles (9 views x frames x 17 COCO joints) + frames "
+                      "extracted from the AIST Dance videos."),
   ]
 
   def _features(self):
@@ -157,6 +200,13 @@ class Pose(common.HumanBenchBuilder):
                                     "[nframes, 4] x1 y1 x2 y2, dimensions [H, W, nframes], "
                                     "train 1 / -1)",
               "frames/<video>/<frame:06d>.jpg": "frames, 1-based numbering"}
+    if config.layout == "aist":
+      return {"keypoints2d/<sequence>.pkl": "per-sequence 2-D keypoints (keypoints2d [9 views, "
+                                            "frames, 17, 3], det_scores, timestamps)",
+              "ignore_list.txt": "optional: sequences the publisher excludes",
+              "frames/<video>/<frame:06d>.jpg": "frames extracted from videos/<video>.mp4, 0-based "
+                                                "(ffmpeg -i <video>.mp4 -start_number 0 "
+                                                "frames/<video>/%06d.jpg)"}
     out = {}
     for split, ann, img in config.splits:
       if config.layout == "aic":
@@ -164,6 +214,18 @@ class Pose(common.HumanBenchBuilder):
         out[ann] = (f"{split} annotations, AI Challenger json list (image_id, "
                     f"human_annotations, keypoint_annotations){opt}")
         out[f"{img}/<image_id>.jpg"] = "images, named by the json's image_id"
+        continue
+      if config.layout == "mhp":
+        opt = " (optional)" if split in config.optional_splits else ""
+        out[f"{ann}/<image>.mat"] = (f"{split} poses, person_<n> [20, 3] (16 joints x, y, flag; "
+                                     f"head box; person box){opt}")
+        out[f"{img}/<image>.jpg"] = "images, named as the .mat files"
+        continue
+      if config.layout == "3dpw":
+        opt = " (optional)" if split in config.optional_splits else ""
+        out[f"{ann}/<sequence>.pkl"] = (f"{split} sequences (latin1 pickle: poses2d [N, 3, 18] "
+                                        f"per actor, campose_valid){opt}")
+        out.setdefault(f"{img}/<sequence>/image_<frame:05d>.jpg", "frames, 0-based")
         continue
       opt = " (optional)" if split in config.optional_splits else ""
       fmt = "mmpose json list" if config.layout == "mpii" else "COCO keypoint json"
@@ -203,6 +265,13 @@ class Pose(common.HumanBenchBuilder):
         load = lambda path=path: self._aic_to_coco(path)
       elif c.layout == "penn_action":
         load = lambda path=path, split=split: self._penn_action_to_coco(path, split)
+      elif c.layout == "mhp":
+        load = lambda path=path: self._mhp_to_coco(path)
+      elif c.layout == "3dpw":
+        load = lambda path=path: self._3dpw_to_coco(path)
+      elif c.layout == "aist":
+        out[split] = self._aist(root, path, img)
+        continue
       else:
         load = lambda path=path: _read_json(path)
       if split != "train":
@@ -460,6 +529,170 @@ class Pose(common.HumanBenchBuilder):
     return {"images": images, "annotations": anns,
             "categories": [{"id": 1, "name": "person", "keypoints": list(PENN_ACTION_JOINTS)}]}
 
+  def _mhp_to_coco(self, ann_dir: str) -> dict:
+    """LV-MHP v2 ``pose_annos/<image>.mat`` files -> COCO keypoint dict.
+
+    Each mat holds one ``person_<n>`` float matrix [20, 3] per annotated person (the MHP
+    annotation tool, Annotation_Tools/Multi-Human_Pose of github.com/ZhaoJ9014/Multi-Human-Parsing,
+    writes them): rows 0-15 the joints in :data:`MHP_JOINTS` order as (x, y, flag), flag 0
+    visible / 1 occluded / 2 out of image, x = y = -1 where no point was placed; rows 16-17 the
+    head box corners, rows 18-19 the person box corners (x, y). Here: a joint with a placed point
+    gets v 2 (flag 0) or 1 (flag 1); unplaced ones and flag 2 v 0 (x, y = 0); a placed point
+    with any other flag v -1 (reported). Box = min/max of the two person-box corners (the tool
+    records them in drag order) -> x, y, w, h; area = w * h. Ids: image_id = 1-based position
+    of the mat in natural name order (file ``<name>.jpg``), instance_id = 1-based running
+    person number (images, then person_0, person_1, ...). A matrix of another shape is
+    reported and skipped.
+    """
+    import scipy.io
+    images, anns = [], []
+    names = sorted((n for n in os.listdir(ann_dir) if n.endswith(".mat")), key=_natural_key)
+    for i, name in enumerate(names, 1):
+      path = os.path.join(ann_dir, name)
+      try:
+        m = scipy.io.loadmat(path)
+      except (ValueError, OSError) as e:
+        self.report.bad("corrupt_label", path, str(e))
+        continue
+      images.append({"id": i, "file_name": f"{name[:-len('.mat')]}.jpg"})
+      for key in sorted((k for k in m if k.startswith("person_")), key=_natural_key):
+        p = np.asarray(m[key], np.float64)
+        if p.shape != (20, 3):
+          self.report.bad("keypoint_count", path,
+                          f"{key}: shape {p.shape}, expected (20, 3): 16 joints, 2 head-box "
+                          "and 2 person-box corners")
+          continue
+        placed = (p[:16, :2] >= 0).all(1)
+        flag = p[:16, 2]
+        v = np.select([~placed, flag == 0, flag == 1, flag == 2], [0, 2, 1, 0], -1)
+        kp = np.stack([np.where(v == 0, 0, p[:16, 0]), np.where(v == 0, 0, p[:16, 1]), v], 1)
+        (x1, x2), (y1, y2) = np.sort(p[18:20, 0]), np.sort(p[18:20, 1])
+        anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1,
+                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                     "iscrowd": 0, "keypoints": kp.reshape(-1).tolist(),
+                     "num_keypoints": int((v > 0).sum())})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(MHP_JOINTS)}]}
+
+  def _3dpw_to_coco(self, seq_dir: str) -> dict:
+    """3DPW ``sequenceFiles/<split>/<sequence>.pkl`` -> COCO keypoint dict of the split.
+
+    Per the dataset's README each pickle (Python-2, read with ``encoding='latin1'``) holds,
+    among the SMPL fields, ``sequence`` (name), ``poses2d`` (per actor [N, 3, 18]: x, y and
+    OpenPose confidence of the :data:`TDPW_JOINTS`, N = image frames) and ``campose_valid``
+    (per actor [N] bool: the camera pose, and with it the actor's association with the image,
+    is valid); frame f is ``imageFiles/<sequence>/image_<f:05d>.jpg``. Here: confidence > 0 ->
+    v 2, else v 0 (x, y = 0); frames with campose_valid False are dropped (``campose_invalid``);
+    box = the labelled joints' tight box widened by :data:`JOINT_BOX_PAD` of its size on every
+    side (3DPW publishes no 2-D boxes), area = its w * h. Ids: image_id = (sequence number * 10)
+    * :data:`VIDEO_ID_STRIDE` + f + 1 (sequences numbered 1.. in name order),
+    instance_id = image_id * 10 + actor + 1; each image dict carries ``video_id`` (the
+    sequence) and ``frame_index`` (f).
+    """
+    import pickle
+    images, anns = [], []
+    names = sorted(n for n in os.listdir(seq_dir) if n.endswith(".pkl"))
+    for s, name in enumerate(names, 1):
+      path = os.path.join(seq_dir, name)
+      try:
+        with open(path, "rb") as f:
+          seq = pickle.load(f, encoding="latin1")
+        poses = [np.asarray(a, np.float64) for a in seq["poses2d"]]
+        valid = [np.asarray(a).reshape(-1).astype(bool) for a in seq["campose_valid"]]
+        video = str(seq.get("sequence", name[:-len(".pkl")]))
+      except (KeyError, ValueError, OSError, pickle.UnpicklingError, EOFError, TypeError) as e:
+        self.report.bad("corrupt_label", path, str(e))
+        continue
+      n = poses[0].shape[0] if poses else 0
+      if (not poses or len(valid) != len(poses) or n >= VIDEO_ID_STRIDE
+          or any(a.shape != (n, 3, len(TDPW_JOINTS)) for a in poses)
+          or any(a.shape != (n,) for a in valid)):
+        self.report.bad("keypoint_count", path,
+                        f"poses2d shapes {[a.shape for a in poses]}, campose_valid shapes "
+                        f"{[a.shape for a in valid]}; expected [N, 3, {len(TDPW_JOINTS)}] and "
+                        "[N] per actor")
+        continue
+      for f in range(n):
+        image_id = s * 10 * VIDEO_ID_STRIDE + f + 1
+        images.append({"id": image_id, "file_name": f"{video}/image_{f:05d}.jpg",
+                       "video_id": video, "frame_index": f})
+        for a, (pose, ok) in enumerate(zip(poses, valid)):
+          if not ok[f]:
+            self.report.drop("campose_invalid")
+            continue
+          xy, conf = pose[f, :2].T, np.nan_to_num(pose[f, 2])
+          anns.append(_joint_box_ann(image_id * 10 + a + 1, image_id, xy,
+                                     np.where(conf > 0, 2, 0)))
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(TDPW_JOINTS)}]}
+
+  def _aist(self, root: str, kp_dir: str, img_rel: str):
+    """Records of AIST++ (``keypoints2d/<sequence>.pkl``), one sequence's COCO dict at a time
+    (the whole set is ~10 M frames; a split-wide dict would not fit in memory).
+
+    Per the AIST++ API (aistplusplus_api ``loader.py``) each pickle holds ``keypoints2d``
+    [9 views, N, 17, 3] (x, y, detector score of the :data:`AIST_JOINTS`), ``det_scores``
+    [9, N] and ``timestamps`` [N]; view i is camera ``c0<i+1>`` and its video is the sequence
+    name with ``cAll`` replaced by the camera; frame f of a view is frame f of that 60 fps
+    video, here ``frames/<video>/<f:06d>.jpg`` (extracted beforehand, see data/README.md).
+    Sequences (or single videos) named in ``ignore_list.txt`` are skipped (``ignored``).
+    Here: score >= :data:`AIST_MIN_SCORE` -> v 2, else v 0 (x, y = 0); a frame whose person
+    detection score is below 0 or NaN (the publisher's det_thre) is dropped
+    (``no_detection``); box as 3DPW's. One person per frame: image_id = instance_id =
+    (sequence number * 10 + view number) * :data:`VIDEO_ID_STRIDE` + f + 1 (sequences
+    numbered 1.. in name order); ``video_id`` = the video name, ``frame_index`` = f.
+    """
+    import pickle
+    ignore_path = os.path.join(root, "ignore_list.txt")
+    ignored = set()
+    if os.path.exists(ignore_path):
+      with open(ignore_path) as f:
+        ignored = {line.strip() for line in f if line.strip()}
+    names = sorted(n for n in os.listdir(kp_dir) if n.endswith(".pkl"))
+    for s, name in enumerate(names, 1):
+      seq = name[:-len(".pkl")]
+      if seq in ignored:
+        self.report.drop("ignored")
+        continue
+      path = os.path.join(kp_dir, name)
+      try:
+        with open(path, "rb") as f:
+          data = pickle.load(f)
+        kps = np.asarray(data["keypoints2d"], np.float64)
+        det = np.asarray(data["det_scores"], np.float64)
+      except (KeyError, ValueError, OSError, pickle.UnpicklingError, EOFError, TypeError) as e:
+        self.report.bad("corrupt_label", path, str(e))
+        continue
+      if (kps.ndim != 4 or kps.shape[0] != len(AIST_VIEWS) or kps.shape[2:] != (len(AIST_JOINTS), 3)
+          or det.shape != kps.shape[:2] or kps.shape[1] >= VIDEO_ID_STRIDE):
+        self.report.bad("keypoint_count", path,
+                        f"keypoints2d {kps.shape}, det_scores {det.shape}; expected "
+                        f"[{len(AIST_VIEWS)}, N, {len(AIST_JOINTS)}, 3] and [{len(AIST_VIEWS)}, N]")
+        continue
+      coco = self._aist_to_coco(seq, s, kps, det, ignored)
+      yield from self._coco(root, lambda coco=coco: coco, path, img_rel)
+
+  def _aist_to_coco(self, seq, s, kps, det, ignored) -> dict:
+    """One AIST++ sequence (``keypoints2d`` ``kps``, ``det_scores`` ``det``) -> COCO dict."""
+    images, anns = [], []
+    for view_i, view in enumerate(AIST_VIEWS):
+      video = seq.replace("cAll", view)
+      if video in ignored:
+        self.report.drop("ignored")
+        continue
+      for f in range(kps.shape[1]):
+        image_id = (s * 10 + view_i + 1) * VIDEO_ID_STRIDE + f + 1
+        images.append({"id": image_id, "file_name": f"{video}/{f:06d}.jpg",
+                       "video_id": video, "frame_index": f})
+        if not det[view_i, f] >= 0:
+          self.report.drop("no_detection")
+          continue
+        xy, score = kps[view_i, f, :, :2], np.nan_to_num(kps[view_i, f, :, 2])
+        anns.append(_joint_box_ann(image_id, image_id, xy,
+                                   np.where(score >= AIST_MIN_SCORE, 2, 0)))
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(AIST_JOINTS)}]}
+
   # ---- MPII -------------------------------------------------------------------------------
   def _mpii(self, root, ann_rel, img_rel):
     path = os.path.join(root, ann_rel)
@@ -524,3 +757,25 @@ def _human_number(name: str):
   """AIC person keys 'human1', 'human2', ... in numeric order (human10 after human9)."""
   digits = name[len("human"):]
   return (0, int(digits), "") if digits.isdigit() else (1, 0, name)
+
+
+def _natural_key(name: str):
+  """'person_2' before 'person_10', '9.mat' before '10.mat'."""
+  return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
+
+
+def _joint_box_ann(ann_id: int, image_id: int, xy: np.ndarray, v: np.ndarray) -> dict:
+  """COCO annotation of joints ``xy`` [K, 2] with visibility ``v`` [K] (0 or 2) and no published
+  box: bbox = the labelled joints' tight box widened by :data:`JOINT_BOX_PAD` of its size on
+  every side (all zeros when no joint is labelled: the reader drops it as ``no_keypoints``)."""
+  xy = np.where(v[:, None] > 0, np.nan_to_num(xy), 0.0)
+  box = [0.0, 0.0, 0.0, 0.0]
+  if (v > 0).any():
+    lo, hi = xy[v > 0].min(0), xy[v > 0].max(0)
+    pad = (hi - lo) * JOINT_BOX_PAD
+    lo, hi = lo - pad, hi + pad
+    box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+  kp = np.concatenate([xy, v[:, None].astype(np.float64)], 1)
+  return {"id": ann_id, "image_id": image_id, "category_id": 1, "bbox": box,
+          "area": box[2] * box[3], "iscrowd": 0, "keypoints": kp.reshape(-1).tolist(),
+          "num_keypoints": int((v > 0).sum())}

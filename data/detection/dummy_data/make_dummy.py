@@ -1,5 +1,6 @@
-"""Writes the detection dummy data (CrowdHuman .odgt, COCO-format json). Run from the repo root:
-``python -m data.detection.dummy_data.make_dummy``."""
+"""Writes the detection dummy data (CrowdHuman .odgt, COCO-format json, and the publishers' own
+layouts of CityPersons, WiderPerson, EuroCity Persons and the det_5set sources side by side).
+Run from the repo root: ``python -m data.detection.dummy_data.make_dummy``."""
 import json
 import os
 
@@ -54,6 +55,112 @@ def caltech():
                       "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "ignore"}]})
 
 
+def _obj(label, bbox, vis=None):
+  return {"instanceId": 0, "label": label, "bbox": bbox, "bboxVis": vis or bbox}
+
+
+def write_citypersons(root):
+  """gtBboxCityPersons/<split>/<city>/<name>_gtBboxCityPersons.json + Cityscapes leftImg8bit."""
+  frames = {
+      ("train", "aachen", "aachen_000000_000019"): [
+          _obj("pedestrian", [2, 3, 10, 20], [2, 3, 10, 10]),   # person, half visible
+          _obj("rider", [20, 4, 8, 16]),                        # ignore region
+          _obj("ignore", [30, 0, 15, 10]),                      # ignore; clipped to [30, 0, 40, 10]
+          _obj("person group", [0, 20, 12, 10]),                # ignore region
+          _obj("pedestrian", [5, 5, 0, 9])],                    # degenerate: dropped
+      ("train", "bochum", "bochum_000000_000313"): [],          # no persons: kept
+      ("val", "frankfurt", "frankfurt_000000_000294"): [_obj("pedestrian", [4, 4, 12, 20])],
+  }
+  for i, ((split, city, name), objects) in enumerate(sorted(frames.items())):
+    dummy.write_json(os.path.join(root, "gtBboxCityPersons", split, city,
+                                  f"{name}_gtBboxCityPersons.json"),
+                     {"imgHeight": 32, "imgWidth": 40, "objects": objects})
+    dummy.write_image(os.path.join(root, "leftImg8bit", split, city, f"{name}_leftImg8bit.png"),
+                      700 + i, 32, 40)
+
+
+def write_widerperson(root):
+  """Annotations/<id>.jpg.txt (count, then 'class x1 y1 x2 y2'), train.txt/val.txt, Images/."""
+  anns = {"000040": [(1, 2, 3, 12, 23), (2, 20, 0, 30, 20), (3, 25, 10, 35, 30),
+                     (4, 0, 0, 6, 6), (5, 30, 20, 40, 32)],
+          "000041": [(1, 1, 1, 9, 17)],
+          "000050": [(1, 4, 4, 16, 24)]}
+  dummy.write_text(os.path.join(root, "train.txt"), ["000040", "000041"])
+  dummy.write_text(os.path.join(root, "val.txt"), ["000050"])
+  for i, (image_id, rows) in enumerate(sorted(anns.items())):
+    dummy.write_text(os.path.join(root, "Annotations", f"{image_id}.jpg.txt"),
+                     [str(len(rows))] + [" ".join(map(str, r)) for r in rows])
+    dummy.write_image(os.path.join(root, "Images", f"{image_id}.jpg"), 750 + i, 32, 40)
+
+
+def _ecp(identity, x0, y0, x1, y1, tags=(), children=()):
+  return {"identity": identity, "x0": x0, "y0": y0, "x1": x1, "y1": y1, "orient": 0,
+          "tags": list(tags), "children": list(children)}
+
+
+def write_ecp(root):
+  """day/labels/<split>/<city>/<city>_<n>.json frame trees + day/img/<split>/<city>/<..>.png."""
+  frames = {
+      ("train", "berlin", "berlin_00000"): [
+          _ecp("pedestrian", 2, 3, 12, 23, ["occluded>10"]),    # person
+          _ecp("pedestrian", 15, 2, 20, 20, ["occluded>80"]),   # ignore (occlusion > 80 %)
+          _ecp("rider", 22, 4, 30, 24, [], [_ecp("bicycle", 21, 14, 31, 26)]),  # ignore
+          _ecp("person-group-far-away", 30, 0, 38, 8),          # ignore
+          _ecp("pedestrian", 33.5, 10, 39, 30, ["depiction"]),  # ignore (poster)
+          _ecp("bicycle", 0, 20, 10, 30)],                      # not a box
+      ("val", "budapest", "budapest_00001"): [_ecp("pedestrian", 4, 4, 16, 24)],
+  }
+  for i, ((split, city, name), children) in enumerate(sorted(frames.items())):
+    dummy.write_json(os.path.join(root, "day", "labels", split, city, f"{name}.json"),
+                     {"identity": "frame", "imagewidth": 40, "imageheight": 32,
+                      "children": children, "tags": []})
+    dummy.write_image(os.path.join(root, "day", "img", split, city, f"{name}.png"), 800 + i,
+                      32, 40)
+
+
+def citypersons_native():
+  write_citypersons(dummy.fresh(os.path.join(HERE, "citypersons_native")))
+
+
+def widerperson_native():
+  write_widerperson(dummy.fresh(os.path.join(HERE, "widerperson_native")))
+
+
+def ecp_native():
+  write_ecp(dummy.fresh(os.path.join(HERE, "ecp_native")))
+
+
+def det_5set():
+  """The five sources side by side, in their publishers' folder names."""
+  root = dummy.fresh(os.path.join(HERE, "det_5set"))
+  write_widerperson(os.path.join(root, "WiderPerson"))
+  write_ecp(os.path.join(root, "ECP"))
+  write_citypersons(os.path.join(root, "CityPersons"))
+  coco = os.path.join(root, "coco")
+  dummy.write_json(os.path.join(coco, "annotations", "person_keypoints_train2017.json"), {
+      "images": [{"id": 139, "file_name": "000000000139.jpg", "height": 32, "width": 40},
+                 {"id": 285, "file_name": "000000000285.jpg", "height": 32, "width": 40}],
+      "annotations": [
+          {"id": 7, "image_id": 139, "category_id": 1, "bbox": [3, 4, 10, 20], "iscrowd": 0},
+          {"id": 8, "image_id": 139, "category_id": 1, "bbox": [20, 2, 15, 25], "iscrowd": 1},
+          # crowd only: no person box, so det_5set drops the image
+          {"id": 9, "image_id": 285, "category_id": 1, "bbox": [1, 1, 20, 20], "iscrowd": 1}],
+      "categories": [{"id": 1, "name": "person"}]})
+  for i, name in enumerate(("000000000139.jpg", "000000000285.jpg")):
+    dummy.write_image(os.path.join(coco, "train2017", name), 850 + i, 32, 40)
+  wp = os.path.join(root, "WIDER_Pedestrian")
+  dummy.write_json(os.path.join(wp, "annotations", "train.json"), {
+      "images": [{"id": 1, "file_name": "ad_00001.jpg", "height": 32, "width": 40}],
+      "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [6, 2, 9, 18],
+                       "iscrowd": 0}],
+      "categories": [{"id": 1, "name": "person"}]})
+  dummy.write_image(os.path.join(wp, "images", "ad_00001.jpg"), 870, 32, 40)
+
+
 if __name__ == "__main__":
   crowdhuman()
   caltech()
+  citypersons_native()
+  widerperson_native()
+  ecp_native()
+  det_5set()

@@ -1,5 +1,6 @@
 """Writes the pose dummy data (COCO keypoint json, COCO results detections, MPII mmpose json,
-and the publishers' own layouts of AI Challenger, Halpe and Penn Action).
+and the publishers' own layouts of AI Challenger, Halpe, Penn Action, LV-MHP v2, 3DPW and
+AIST++).
 Run from the repo root: ``python -m data.pose.dummy_data.make_dummy``."""
 import os
 
@@ -164,6 +165,103 @@ def penn_action_native():
         "dimensions": np.array([[h, w, n]], np.uint16), "nframes": np.array([[n]], np.uint16)})
 
 
+def mhp_native():
+  """LV-MHP v2 (pose part): <split>/pose_annos/<image>.mat with one person_<n> [20, 3] matrix
+  per person (16 MPII-order joints x, y, flag 0 visible / 1 occluded / 2 out of image, -1, -1
+  where unplaced; head-box corners; person-box corners) and <split>/images/<image>.jpg."""
+  import scipy.io
+  root = dummy.fresh(os.path.join(HERE, "mhp_native"))
+
+  def person(seed, flags, box):
+    rng = np.random.default_rng(seed)
+    p = np.zeros((20, 3))
+    p[:16, :2] = rng.integers(1, 30, size=(16, 2))
+    p[:16, 2] = flags
+    p[:16][np.asarray(flags) == 2, :2] = -1    # out of image: no point placed
+    p[16:18, :2] = [[10, 2], [16, 8]]           # head box
+    p[18:20, :2] = np.asarray(box, np.float64).reshape(2, 2)
+    return p
+
+  flags_a = [0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 0]
+  for split, images in (
+      ("train", {"1": (32, 32, {"person_0": person(900, flags_a, [3, 2, 28, 30]),
+                                # Corners in drag order (bottom-right first).
+                                "person_10": person(901, [0] * 16, [25, 30, 6, 4]),
+                                "person_2": person(902, [2] * 16, [1, 1, 9, 9])}),  # no joint
+                 "10": (24, 32, {"person_0": person(903, [1] * 8 + [0] * 8, [-3, 2, 20, 30])})}),
+      ("val", {"7": (32, 32, {"person_0": person(904, [0, 2] * 8, [4, 4, 27, 29])})})):
+    for stem, (h, w, persons) in images.items():
+      dummy.write_image(os.path.join(root, split, "images", f"{stem}.jpg"),
+                        910 + int(stem), h, w)
+      os.makedirs(os.path.join(root, split, "pose_annos"), exist_ok=True)
+      scipy.io.savemat(os.path.join(root, split, "pose_annos", f"{stem}.mat"),
+                       {k: v.astype(np.float32) for k, v in persons.items()})
+
+
+def tdpw_native():
+  """3DPW: sequenceFiles/<split>/<sequence>.pkl (Python-2 era pickles, read with latin1;
+  poses2d [N, 3, 18] per actor, campose_valid [N] per actor, SMPL fields left out) and
+  imageFiles/<sequence>/image_<f:05d>.jpg."""
+  import pickle
+  root = dummy.fresh(os.path.join(HERE, "3dpw_native"))
+  for split, seq, n, actors in (("train", "courtyard_basketball_00", 10, 2),
+                                ("validation", "downtown_bar_00", 2, 1)):
+    rng = np.random.default_rng(len(seq))
+    poses = []
+    for a in range(actors):
+      p = np.zeros((n, 3, 18))
+      p[:, 0] = rng.uniform(2, 22, size=(n, 18)).round(2)
+      p[:, 1] = rng.uniform(2, 30, size=(n, 18)).round(2)
+      p[:, 2] = rng.uniform(0.2, 1.0, size=(n, 18)).round(3)
+      p[:, :, 16 + a] = 0      # an ear not detected: x, y, confidence 0
+      poses.append(p)
+    valid = [np.ones(n, bool) for _ in range(actors)]
+    if split == "train":
+      poses[0][5] = 0          # actor 0, frame 5: no joint detected -> no_keypoints
+      valid[1][3] = False      # actor 1, frame 3: camera pose not aligned -> campose_invalid
+    for f in range(n):
+      dummy.write_image(os.path.join(root, "imageFiles", seq, f"image_{f:05d}.jpg"),
+                        950 + f + 20 * len(split), 32, 24)
+    path = os.path.join(root, "sequenceFiles", split, f"{seq}.pkl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+      pickle.dump({"sequence": seq, "poses2d": poses, "campose_valid": valid,
+                   "img_frame_ids": np.arange(n), "genders": ["m"] * actors}, fh, protocol=2)
+
+
+def aist_native():
+  """AIST++: keypoints2d/<sequence>.pkl (keypoints2d [9 views, N, 17, 3], det_scores [9, N],
+  timestamps [N]), ignore_list.txt, and frames/<video>/<f:06d>.jpg as extracted from the AIST
+  Dance videos with ffmpeg (videos/ itself is not read)."""
+  import pickle
+  root = dummy.fresh(os.path.join(HERE, "aist_native"))
+  seq, n = "gBR_sBM_cAll_d04_mBR0_ch01", 9
+  rng = np.random.default_rng(1000)
+  kps = np.zeros((9, n, 17, 3))
+  kps[..., 0] = rng.uniform(2, 30, size=(9, n, 17)).round(2)
+  kps[..., 1] = rng.uniform(2, 22, size=(9, n, 17)).round(2)
+  kps[..., 2] = rng.uniform(0.3, 1.0, size=(9, n, 17)).round(3)
+  kps[:, :, 0, 2] = 0.1                  # nose score below 0.15 in every frame: unlabelled
+  kps[2, 4, :, 2] = 0.05                 # view c03, frame 4: nothing above 0.15 -> no_keypoints
+  det = np.ones((9, n))
+  det[0, 1] = -1.0                       # view c01, frame 1: no person detected -> no_detection
+  with open(os.path.join(dummy.fresh(os.path.join(root, "keypoints2d")), f"{seq}.pkl"),
+            "wb") as fh:
+    pickle.dump({"keypoints2d": kps, "det_scores": det,
+                 "timestamps": (np.arange(n) * 1e6 / 60).astype(np.int64)}, fh)
+  # An ignored sequence: its pickle is there, its frames are not (never read).
+  ignored = "gJB_sBM_cAll_d07_mJB3_ch05"
+  with open(os.path.join(root, "keypoints2d", f"{ignored}.pkl"), "wb") as fh:
+    pickle.dump({"keypoints2d": np.zeros((9, 1, 17, 3)), "det_scores": np.ones((9, 1)),
+                 "timestamps": np.zeros(1, np.int64)}, fh)
+  dummy.write_text(os.path.join(root, "ignore_list.txt"), [ignored])
+  for v in range(9):
+    video = seq.replace("cAll", f"c{v + 1:02d}")
+    for f in range(n):
+      dummy.write_image(os.path.join(root, "frames", video, f"{f:06d}.jpg"),
+                        1100 + 10 * v + f, 24, 32)
+
+
 if __name__ == "__main__":
   coco()
   posetrack()
@@ -171,3 +269,6 @@ if __name__ == "__main__":
   aic_native()
   halpe_native()
   penn_action_native()
+  mhp_native()
+  tdpw_native()
+  aist_native()
