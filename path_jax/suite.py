@@ -620,34 +620,45 @@ def run_one(entry: Entry, *, suite: str, protocol: str, backbone: str, arch, wor
       rec["boxes"] = pose_boxes(cfg, entry.name)
     missing = missing_data(cfg)
     if missing:
-      rec.update(status="skipped",
-                 reason="; ".join(f"{n} split {s!r} not prepared in {dd}" for n, s, dd, _ in
-                                  missing),
-                 prepare=prepare_commands(suite, entry.stands_for, missing))
-      return rec
+      return _skipped(rec, suite, entry, missing)
     result = train.run(cfg, rec["workdir"])
     metrics = dict((result or {}).get("eval", {}).get(entry.name, {}))
     if not metrics:
       raise RuntimeError(f"the finetuning run returned no evaluation of {entry.name} "
                          f"(preempted={bool((result or {}).get('preempted'))})")
-    rec["metrics"] = metrics
-    rec["value"] = table_value(metrics, metric)
-    if rec["value"] is None:
-      raise KeyError(f"the evaluation of {entry.name} has no {metric.key!r} (Table 3's "
-                     f"{metric.label}); it gave {sorted(metrics)}")
-    if chance:
-      rec["chance_metrics"] = chance_metrics(cfg, entry.name)
-      rec["chance"] = table_value(rec["chance_metrics"], metric)
-      check = check_metric_of(cfg, entry.name)
-      value, floor = table_value(metrics, check), table_value(rec["chance_metrics"], check)
-      rec["check"] = {"metric": dataclasses.asdict(check), "value": value, "chance": floor,
-                      "margin": margin_over_chance(value, floor, check.lower_is_better)}
+    _score(rec, cfg, entry.name, metrics, metric, chance)
   except Exception as e:  # noqa: BLE001  (one dataset's failure must not stop the suite)
     logging.error("suite: %s failed:\n%s", entry.name, traceback.format_exc())
     rec.update(status="failed", reason=f"{type(e).__name__}: {e}")
   finally:
     rec["seconds"] = time.perf_counter() - t0
   return rec
+
+
+def _skipped(rec: dict[str, Any], suite: str, entry: Entry, missing) -> dict[str, Any]:
+  """``rec`` marked skipped: which splits are not prepared, and the commands that prepare them."""
+  rec.update(status="skipped",
+             reason="; ".join(f"{n} split {s!r} not prepared in {dd}" for n, s, dd, _ in missing),
+             prepare=prepare_commands(suite, entry.stands_for, missing))
+  return rec
+
+
+def _score(rec: dict[str, Any], cfg, name: str, metrics: Mapping[str, float],
+           metric: paper_results.Metric, chance: bool) -> None:
+  """Fills ``rec`` with an evaluation's metrics, the table's value and (with ``chance``) the
+  chance floor and the margin over it."""
+  rec["metrics"] = metrics
+  rec["value"] = table_value(metrics, metric)
+  if rec["value"] is None:
+    raise KeyError(f"the evaluation of {name} has no {metric.key!r} (Table 3's "
+                   f"{metric.label}); it gave {sorted(metrics)}")
+  if chance:
+    rec["chance_metrics"] = chance_metrics(cfg, name)
+    rec["chance"] = table_value(rec["chance_metrics"], metric)
+    check = check_metric_of(cfg, name)
+    value, floor = table_value(metrics, check), table_value(rec["chance_metrics"], check)
+    rec["check"] = {"metric": dataclasses.asdict(check), "value": value, "chance": floor,
+                    "margin": margin_over_chance(value, floor, check.lower_is_better)}
 
 
 def run_one_woft(entry: Entry, *, suite: str, pretrained: PretrainedModel, heads: Mapping,
@@ -683,11 +694,7 @@ def run_one_woft(entry: Entry, *, suite: str, pretrained: PretrainedModel, heads
     needs_train = chance and rec["task"] in ("parsing", "counting")
     missing = missing_data(cfg, train=needs_train)
     if missing:
-      rec.update(status="skipped",
-                 reason="; ".join(f"{n} split {s!r} not prepared in {dd}" for n, s, dd, _ in
-                                  missing),
-                 prepare=prepare_commands(suite, entry.stands_for, missing))
-      return rec
+      return _skipped(rec, suite, entry, missing)
     fill_metadata(cfg)
     target = cfg.datasets[entry.name]
     problem = head_problem(pretrained.cfg.datasets[head.row], target, head.columns)
@@ -696,18 +703,7 @@ def run_one_woft(entry: Entry, *, suite: str, pretrained: PretrainedModel, heads
     metrics = pretrained.evaluate(head.row, target, head.columns,
                                   output=os.path.join(rec["workdir"], "eval"))
     rec["step"] = pretrained.step
-    rec["metrics"] = metrics
-    rec["value"] = table_value(metrics, metric)
-    if rec["value"] is None:
-      raise KeyError(f"the evaluation of {entry.name} has no {metric.key!r} (Table 3's "
-                     f"{metric.label}); it gave {sorted(metrics)}")
-    if chance:
-      rec["chance_metrics"] = chance_metrics(cfg, entry.name)
-      rec["chance"] = table_value(rec["chance_metrics"], metric)
-      check = check_metric_of(cfg, entry.name)
-      value, floor = table_value(metrics, check), table_value(rec["chance_metrics"], check)
-      rec["check"] = {"metric": dataclasses.asdict(check), "value": value, "chance": floor,
-                      "margin": margin_over_chance(value, floor, check.lower_is_better)}
+    _score(rec, cfg, entry.name, metrics, metric, chance)
   except Exception as e:  # noqa: BLE001  (one dataset's failure must not stop the suite)
     logging.error("suite: %s failed:\n%s", entry.name, traceback.format_exc())
     rec.update(status="failed", reason=f"{type(e).__name__}: {e}")
