@@ -781,14 +781,24 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
   chance = (suite == "mini") if chance is None else chance
   logging.info("suite: chance levels %s", "on" if chance else
                "off (--chance computes them; on by default for --suite=mini only)")
-  if protocol == WOFT:
-    return _run_woft(entries, backbone=backbone, suite=suite, workdir=workdir,
-                     data_dir=data_dir, overrides=overrides, chance=chance, notes=notes,
-                     pretrain_seconds=pretrain_seconds, pretrain_steps=pretrain_steps)
-  arch = backbone_arch(backbone)
+  extra: dict[str, Any] = {}
+  if protocol == WOFT:   # one restore of the pretraining run, then each dataset
+    pretrained = PretrainedModel(backbone)
+    heads = pretrained_heads(suite)
+    extra["pretrain_rows"] = pretrained.rows
+
+    def one(entry):
+      return run_one_woft(entry, suite=suite, pretrained=pretrained, heads=heads,
+                          workdir=workdir, data_dir=data_dir, overrides=overrides, chance=chance)
+  else:
+    arch = backbone_arch(backbone)
+
+    def one(entry):
+      return run_one(entry, suite=suite, protocol=protocol, backbone=backbone, arch=arch,
+                     workdir=workdir, data_dir=data_dir, overrides=overrides, chance=chance)
   os.makedirs(workdir, exist_ok=True)
   out: dict[str, Any] = {"suite": suite, "protocol": protocol,
-                         "backbone": os.path.abspath(backbone), "data_dir": data_dir,
+                         "backbone": os.path.abspath(backbone), **extra, "data_dir": data_dir,
                          "overrides": list(overrides), "chance": bool(chance), **notes,
                          "datasets": {}}
   if pretrain_seconds is not None:
@@ -797,42 +807,11 @@ def run_suite(*, backbone: str, protocol: str, workdir: str, suite: str = "human
   t0 = time.perf_counter()
   for entry in entries:
     logging.info("suite: %s (%s) under protocol %s", entry.name, entry.stands_for, protocol)
-    rec = run_one(entry, suite=suite, protocol=protocol, backbone=backbone, arch=arch,
-                  workdir=workdir, data_dir=data_dir, overrides=overrides, chance=chance)
-    out["datasets"][entry.name] = rec
+    out["datasets"][entry.name] = one(entry)
     write_results(out, workdir)          # partial results survive a crash of a later dataset
   out["seconds"] = time.perf_counter() - t0
   write_results(out, workdir)
   return out
-
-
-def _run_woft(entries, *, backbone, suite, workdir, data_dir, overrides, chance, notes,
-              pretrain_seconds, pretrain_steps) -> dict[str, Any]:
-  """Protocol none over ``entries``: one restore of the pretraining run, then each dataset."""
-  pretrained = PretrainedModel(backbone)
-  heads = pretrained_heads(suite)
-  os.makedirs(workdir, exist_ok=True)
-  out: dict[str, Any] = {"suite": suite, "protocol": WOFT, "backbone": os.path.abspath(backbone),
-                         "pretrain_rows": pretrained.rows, "data_dir": data_dir,
-                         "overrides": list(overrides), "chance": bool(chance), **notes,
-                         "datasets": {}}
-  if pretrain_seconds is not None:
-    out["pretrain"] = {"steps": pretrain_steps_or_default(pretrain_steps),
-                       "seconds": pretrain_seconds}
-  t0 = time.perf_counter()
-  for entry in entries:
-    logging.info("suite: %s (%s) under protocol %s (w/o FT)", entry.name, entry.stands_for, WOFT)
-    out["datasets"][entry.name] = run_one_woft(
-        entry, suite=suite, pretrained=pretrained, heads=heads, workdir=workdir,
-        data_dir=data_dir, overrides=overrides, chance=chance)
-    write_results(out, workdir)
-  out["seconds"] = time.perf_counter() - t0
-  write_results(out, workdir)
-  return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Results table.
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
