@@ -315,11 +315,18 @@ def run_ablation(*, workdir: str, suite: str = "mini", variants: Sequence[str] =
   runs: dict[str, dict[int, dict[str, Any]]] = {}
   meta = {"suite": suite, "protocol": protocol, "seeds": list(seeds), "variants": list(variants),
           "datasets": columns, "pretrain_steps": int(base.train.num_steps)}
+  before = {}   # an earlier invocation's per-run times, for runs read back
+  if os.path.exists(os.path.join(workdir, "ablation.json")):
+    with open(os.path.join(workdir, "ablation.json")) as f:
+      before = json.load(f).get("runs", {})
   for seed in seeds:
     for v in variants:
       rec = run_variant(VARIANTS[v], int(seed), base_cfg=base, suite=suite, workdir=workdir,
                         datasets=list(columns), data_dir=data_dir, protocol=protocol,
                         overrides=overrides)
+      if rec.get("reused"):
+        old = before.get(v, {}).get(str(seed), {})
+        rec["seconds"], rec["pretrain_seconds"] = old.get("seconds"), old.get("pretrain_seconds")
       runs.setdefault(v, {})[int(seed)] = rec
       _write(workdir, meta, runs, columns, time.perf_counter() - t0)   # partial results too
   return _write(workdir, meta, runs, columns, time.perf_counter() - t0)
@@ -358,8 +365,18 @@ def main(argv):
       pretrain_steps=FLAGS.pretrain_steps, pretrain_overrides=FLAGS.pretrain_set,
       overrides=FLAGS.set)
   with open(os.path.join(FLAGS.workdir, "ablation.md")) as f:
-    print(f.read())
+    table = f.read()
+  print(table)
   print(f"({doc['seconds']:.0f} s; {os.path.join(FLAGS.workdir, 'ablation.json')})")
+  if FLAGS.update_readme:
+    from path_jax import readme
+    times = [r["seconds"] for seeds in doc["runs"].values() for r in seeds.values()]
+    timing = (f"{sum(t for t in times if t) / 60:.0f} min for {len(times)} pretraining + suite "
+              f"runs (about {np.median([t for t in times if t]) / 60:.1f} min each)"
+              if all(times) else f"{doc['seconds'] / 60:.0f} min")
+    print("updated", readme.replace_block("ablate", (
+        f"{table.rstrip()}\n\nMeasured on {readme.machine()}: {timing}; "
+        f"{doc['pretrain_steps']} pretraining steps per run.")))
 
 
 def _define_flags():
@@ -382,6 +399,8 @@ def _define_flags():
   flags.DEFINE_multi_string("pretrain_set", [], "key=value override of the pretraining config.")
   flags.DEFINE_multi_string("set", [], "key=value override of every suite dataset's config "
                             "(as python -m path_jax.suite --set).")
+  flags.DEFINE_bool("update_readme", False, "Write the table into README.md (between the "
+                    "'ablate:begin' and 'ablate:end' markers), with the machine and time.")
   flags.mark_flag_as_required("workdir")
 
 

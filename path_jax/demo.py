@@ -31,6 +31,7 @@ if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 
 from absl import app, flags, logging  # noqa: E402
+from path_jax import readme  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/path_demo", "Where the demo writes everything.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Pretraining steps.")
@@ -41,7 +42,7 @@ _UPDATE_README = flags.DEFINE_bool(
     "update_readme", False, "Write this run's table and times into README.md (between the "
     "'demo:begin' and 'demo:end' markers), with the machine they ran on.")
 
-README_BEGIN, README_END = "<!-- demo:begin -->", "<!-- demo:end -->"
+README_BEGIN, README_END = readme.markers("demo")
 
 # Metrics shown in the table: (task, metric key, higher is better).
 SHOWN = {"reid": ("rank1", "mAP"), "attributes": ("mA", "f1"), "counting": ("MAE",),
@@ -154,36 +155,14 @@ def main(argv):
     print(f"  {folder}/ ({what}): {', '.join(names) if names else 'none'}")
 
 
-def machine() -> str:
-  """'N CPU cores (model)' of this host, for the README's measurements."""
-  model = ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-  except OSError:
-    pass
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return f"{cores} CPU cores" + (f" ({model})" if model else "")
-
-
 def update_readme(text: str, sec: dict, seed: int, path: str | None = None) -> str:
   """Replaces the README's demo block (between the markers) by this run's table and times."""
-  path = path or os.path.join(_ROOT, "README.md")
-  with open(path) as f:
-    readme = f.read()
-  if README_BEGIN not in readme or README_END not in readme:
-    raise ValueError(f"{path} has no {README_BEGIN} ... {README_END} block to update")
-  block = (f"{README_BEGIN}\n{text}\n\nSeed {seed}, measured on {machine()}: "
-           f"{sec['total']:.0f} s in total (data build {sec['data']:.0f} s, pretraining "
-           f"{sec['pretrain']:.0f} s, export {sec['export']:.0f} s, pretraining-set evaluation "
-           f"{sec['pretrain_eval']:.0f} s, finetuning and evaluation "
-           f"{sec['finetune_and_eval']:.0f} s).\n{README_END}")
-  head, rest = readme.split(README_BEGIN, 1)
-  tail = rest.split(README_END, 1)[1]
-  with open(path, "w") as f:
-    f.write(head + block + tail)
-  return path
-
+  return readme.replace_block("demo", (
+      f"{text}\n\nSeed {seed}, measured on {readme.machine()}: "
+      f"{sec['total']:.0f} s in total (data build {sec['data']:.0f} s, pretraining "
+      f"{sec['pretrain']:.0f} s, export {sec['export']:.0f} s, pretraining-set evaluation "
+      f"{sec['pretrain_eval']:.0f} s, finetuning and evaluation "
+      f"{sec['finetune_and_eval']:.0f} s)."), path)
 
 if __name__ == "__main__":
   app.run(main)
