@@ -209,25 +209,22 @@ class Pose(common.HumanBenchBuilder):
                                                 "frames/<video>/%06d.jpg)"}
     out = {}
     for split, ann, img in config.splits:
+      opt = " (optional)" if split in config.optional_splits else ""
       if config.layout == "aic":
-        opt = " (optional)" if split in config.optional_splits else ""
         out[ann] = (f"{split} annotations, AI Challenger json list (image_id, "
                     f"human_annotations, keypoint_annotations){opt}")
         out[f"{img}/<image_id>.jpg"] = "images, named by the json's image_id"
         continue
       if config.layout == "mhp":
-        opt = " (optional)" if split in config.optional_splits else ""
         out[f"{ann}/<image>.mat"] = (f"{split} poses, person_<n> [20, 3] (16 joints x, y, flag; "
                                      f"head box; person box){opt}")
         out[f"{img}/<image>.jpg"] = "images, named as the .mat files"
         continue
       if config.layout == "3dpw":
-        opt = " (optional)" if split in config.optional_splits else ""
         out[f"{ann}/<sequence>.pkl"] = (f"{split} sequences (latin1 pickle: poses2d [N, 3, 18] "
                                         f"per actor, campose_valid){opt}")
         out.setdefault(f"{img}/<sequence>/image_<frame:05d>.jpg", "frames, 0-based")
         continue
-      opt = " (optional)" if split in config.optional_splits else ""
       fmt = "mmpose json list" if config.layout == "mpii" else "COCO keypoint json"
       out[ann] = f"{split} annotations, {fmt}{opt}"
       if config.layout == "mpii":
