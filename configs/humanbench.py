@@ -15,21 +15,24 @@ the attribute positive ratios of the merged attribute rows.
 
 Merged rows. The authors read several sources into one dataset for ``attr_rap2_pa100k``,
 ``attr_5set``, ``reid_4sets``, ``reid_last_prcc_dgmarket`` and ``det_5set``. Here each is one
-prepared TFDS dataset, built by a generic builder config from a merged source folder, into its
-own ``data_dir`` (``<config data_dir>/<row name>``) because two rows share a builder config:
+builder config that reads its sources side by side, each from its publisher's folder under one raw
+root (``python data/build.py <config> --manual_dir=RAW_ROOT --data_dir=...``; ``data.prepare``
+does this when every source is found), into the root ``data_dir`` like the single-source rows:
 
-* ``reid_4sets``: ``reid/lists`` from four fileList/metaList pairs (one subfolder each):
-  Market-1501, DukeMTMC-reID, CUHK03 and MSMT17 training sets (751 + 702 + 767 + 1041 = 3261 ids).
-* ``reid_last_prcc_dgmarket``: ``reid/lists`` from DG-Market, PRCC (train) and LaST lists.
-* ``attr_rap2_pa100k``: ``attributes/generic`` from one Rethinking-PAR pickle with RAPv2's 54
-  columns then PA-100k's 26, -1 in the other dataset's columns (the authors' MultiAttrDataset).
-* ``attr_5set``: ``attributes/generic``, columns HARDHC 14, UAV-Human 43, Parse27k 44,
-  DukeMTMC 23, Market-1501 30 (154).
-* ``det_5set``: ``detection/det_5set`` reads WiderPerson, COCO persons, ECP (day) and
-  CityPersons from their publishers' folders under one raw root (and WIDER Pedestrian from a
-  COCO json), images without persons removed:
-  ``python data/build.py detection/det_5set --manual_dir=RAW_ROOT --data_dir=...``. Its own
-  builder config, so it is built into the root ``data_dir`` like the single-source rows.
+* ``reid_4sets``: ``reid/reid_4sets_native``, the train sets of Market-1501, DukeMTMC-reID,
+  CUHK03-NP (labelled) and MSMT17, ids offset in that order (751 + 702 + 767 + 1041 = 3261).
+* ``reid_last_prcc_dgmarket``: ``reid/last_prcc_dgmarket_native``, DG-Market, PRCC (train) and
+  LaST (train), in that order.
+* ``attr_rap2_pa100k``: ``attributes/rap2_pa100k_native``, RAPv2's 54 columns then PA-100k's 26,
+  -1 in the other dataset's columns (the authors' MultiAttrDataset).
+* ``attr_5set``: ``attributes/attr_5set_native``, columns HARDHC (WIDER Attribute) 14, UAV-Human
+  43, Parse27k 44, DukeMTMC 23, Market-1501 30 (154).
+* ``det_5set``: ``detection/det_5set``, WiderPerson, COCO persons, ECP (day), CityPersons and
+  WIDER Pedestrian 2019, images without persons removed.
+
+The single-source generic configs (``reid/lists``, ``attributes/generic``) still read the
+authors' converted lists and pickles; a row pointed at one of them sets ``own_data_dir`` so that
+two rows sharing that config get their own ``data_dir`` (``<config data_dir>/<row name>``).
 
 Attribute positive ratios default to ``None``: the training loop reads them from the prepared
 dataset's ``metadata.json`` (``positive_ratio``, computed by the builder over the train split,
@@ -58,6 +61,9 @@ POSETRACK_FLIP_PAIRS = ((3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14))
 POSETRACK_UPPER_BODY = tuple(range(9))
 # JRDB2022 and MPI-INF-3DHP share one 17-joint layout in the B-yaml; 3DPW adds two pairs.
 JRDB_FLIP_PAIRS = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13))
+# JRDB-Pose read natively (data/pose/builder.py JRDB_TO_HUMANBENCH) puts its two eyes in slots 15 and
+# 16 of that layout (3DHP's spine and head there are centre joints), so JRDB flips them too.
+JRDB2022_FLIP_PAIRS = JRDB_FLIP_PAIRS + ((15, 16),)
 JRDB_UPPER_BODY = (0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 14, 15, 16)
 TDPW_FLIP_PAIRS = JRDB_FLIP_PAIRS + ((14, 15), (16, 17))
 TDPW_UPPER_BODY = JRDB_UPPER_BODY + (17,)
@@ -218,28 +224,29 @@ PRETRAIN_ROWS: tuple[Row, ...] = (
           shift=False, eval_split="val", eval_metric="coco_ap"),
     _pose("pose_aic", "pose/aic_native", 2, 224, 6000, 14, AIC_FLIP_PAIRS, AIC_UPPER_BODY,
           shift=False, eval_split="val", eval_metric="coco_ap"),
-    _pose("pose_posetrack", "pose/posetrack", 1, 224, 6000, 15, POSETRACK_FLIP_PAIRS,
+    _pose("pose_posetrack", "pose/posetrack_native", 1, 224, 6000, 15, POSETRACK_FLIP_PAIRS,
           POSETRACK_UPPER_BODY),
-    _pose("pose_jrdb2022", "pose/jrdb", 1, 224, 4000, 17, JRDB_FLIP_PAIRS, JRDB_UPPER_BODY),
+    _pose("pose_jrdb2022", "pose/jrdb_native", 1, 224, 4000, 17, JRDB2022_FLIP_PAIRS,
+          JRDB_UPPER_BODY),
     _pose("pose_mhp", "pose/mhp_native", 1, 96, 4000, 16, MPII_FLIP_PAIRS, MPII_UPPER_BODY,
           shift=False),
     _pose("pose_penn_action", "pose/penn_action_native", 1, 128, 4000, 13, PENN_FLIP_PAIRS,
           PENN_UPPER_BODY, shift=False),
     _pose("pose_3dpw", "pose/3dpw_native", 1, 128, 4000, 18, TDPW_FLIP_PAIRS, TDPW_UPPER_BODY),
     _pose("pose_halpe", "pose/halpe_native", 1, 64, 2000, 20, HALPE_FLIP_PAIRS, HALPE_UPPER_BODY),
-    _pose("pose_3dhp", "pose/mpi_inf_3dhp", 1, 128, 2000, 17, JRDB_FLIP_PAIRS,
+    _pose("pose_3dhp", "pose/mpi_inf_3dhp_native", 1, 128, 2000, 17, JRDB_FLIP_PAIRS,
           JRDB_UPPER_BODY),
-    _pose("pose_h36m", "pose/h36m", 1, 128, 2000, 17, H36M_POSE_FLIP_PAIRS,
+    _pose("pose_h36m", "pose/h36m_native", 1, 128, 2000, 17, H36M_POSE_FLIP_PAIRS,
           H36M_POSE_UPPER_BODY, eval_split="val", eval_metric="epe"),
     _pose("pose_aist", "pose/aist_native", 1, 128, 2000, 17, AIST_FLIP_PAIRS, AIST_UPPER_BODY),
-    _parsing("parsing_h36m", "parsing/h36m_parsing", 3, 26, 20, 25, H36M_PARSING_FLIP_PAIRS,
+    _parsing("parsing_h36m", "parsing/h36m_native", 3, 26, 20, 25, H36M_PARSING_FLIP_PAIRS,
              "human_parsing", eval_split="val"),
     _parsing("parsing_lip", "parsing/lip", 2, 18, 20, 20, LIP_FLIP_PAIRS, "human_parsing",
              eval_split="val"),
     _parsing("parsing_cihp", "parsing/cihp", 2, 24, 20, 20, LIP_FLIP_PAIRS, "human_parsing",
              eval_split="val"),
-    _parsing("parsing_vip", "parsing/vip", 1, 16, 20, 20, LIP_FLIP_PAIRS, "human_parsing"),
-    _parsing("parsing_paperdoll", "parsing/paperdoll", 2, 24, 15, 20, LIP_FLIP_PAIRS,
+    _parsing("parsing_vip", "parsing/vip_native", 1, 16, 20, 20, LIP_FLIP_PAIRS, "human_parsing"),
+    _parsing("parsing_paperdoll", "parsing/paperdoll_native", 2, 24, 15, 20, LIP_FLIP_PAIRS,
              "human_parsing"),
     _parsing("parsing_deepfashion2", "parsing/deepfashion2_native", 2, 32, 15, 14, (),
              "clothes_parsing"),
@@ -247,16 +254,17 @@ PRETRAIN_ROWS: tuple[Row, ...] = (
     # Evaluated on its own test split (RAPv2's and PA-100K's test images, -1 in the other set's
     # columns; mA over all 80). The suite's w/o FT scores RAPv2 / PA-100K on their own test
     # splits with columns 0-53 / 54-79 of this head (PRETRAINED_HEADS).
-    Row("attr_rap2_pa100k", "attributes", "attributes/generic", 1, 128, 0.1, 0.1, "attributes",
-        eval_split="test", own_data_dir=True, fields=dict(num_attributes=80)),
-    Row("attr_5set", "attributes", "attributes/generic", 1, 116, 0.1, 0.1, "attributes",
-        own_data_dir=True, fields=dict(num_attributes=154)),
+    Row("attr_rap2_pa100k", "attributes", "attributes/rap2_pa100k_native", 1, 128, 0.1, 0.1,
+        "attributes", eval_split="test", fields=dict(num_attributes=80)),
+    Row("attr_5set", "attributes", "attributes/attr_5set_native", 1, 116, 0.1, 0.1, "attributes",
+        fields=dict(num_attributes=154)),
     # The merged lists have no query/gallery: Market-1501's stands for the row during
     # pretraining; the suite's w/o FT evaluates this head on Market-1501, MSMT17 and CUHK03.
-    Row("reid_4sets", "reid", "reid/lists", 1, 112, 5, 0.0, "reid", eval_split="query+gallery",
-        own_data_dir=True, fields=dict(num_classes=3261), eval_tfds_name="reid/market1501"),
-    Row("reid_last_prcc_dgmarket", "reid", "reid/lists", 1, 96, 0.1, 0.0, "reid",
-        own_data_dir=True, fields=dict(num_classes=5901)),
+    Row("reid_4sets", "reid", "reid/reid_4sets_native", 1, 112, 5, 0.0, "reid",
+        eval_split="query+gallery", fields=dict(num_classes=3261),
+        eval_tfds_name="reid/market1501"),
+    Row("reid_last_prcc_dgmarket", "reid", "reid/last_prcc_dgmarket_native", 1, 96, 0.1, 0.0,
+        "reid", fields=dict(num_classes=5901)),
     Row("reid_luperson", "reid", "reid/luperson_nl", 2, 192, 1, 0.0, "reid",
         fields=dict(num_classes=151595)),
     Row("det_crowdhuman", "detection", "detection/crowdhuman", 16, 2, 10, 0.0, "detection",

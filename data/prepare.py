@@ -3,7 +3,11 @@
     python -m data.prepare --raw_root=/raw --data_dir=/data/tfds [--only=a,b] \
         [--exclude_threshold=0] [--frame_every=8] [--dry_run] [--overwrite] [--rehash]
 
-1. Finds each dataset of :data:`DATASETS` under ``raw_root`` by its publisher's folder name.
+1. Finds each dataset of :data:`DATASETS` under ``raw_root`` by its publisher's folder name. The
+   authors' merged rows (``reid_4sets``, ``reid_last_prcc_dgmarket``, ``attr_rap2_pa100k``,
+   ``attr_5set``, ``det_5set``) read their sources side by side from ``raw_root`` itself and are
+   found when every source is; a source that is only part of a merged row (role 'source', e.g.
+   LaST, WiderPerson, UAV-Human) is reported found or missing and not built alone.
 2. Hashes (dHash) the evaluation splits (every split but ``train``) of every evaluation dataset
    found, from the raw files, into ``data_dir/eval_hashes.txt`` (data/tools/dedup.py format;
    per-dataset caches in ``data_dir/eval_hashes/``, recomputed with ``--rehash``). All found
@@ -40,7 +44,7 @@ from data import build as build_mod  # noqa: E402
 from data import common  # noqa: E402
 from data.tools import dedup  # noqa: E402
 
-EVAL, PRETRAIN, BOTH = "eval", "pretrain", "eval+pretrain"
+EVAL, PRETRAIN, BOTH, SOURCE = "eval", "pretrain", "eval+pretrain", "source"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +54,12 @@ class Dataset:
   ``folders``: the publisher's folder name(s) under ``raw_root`` (first = the one to create);
   ``subdir``: the builder's manual_dir inside that folder ('' = the folder itself); ``role``:
   'eval' (a Table 3 evaluation set, finetuning train split), 'pretrain' (train split in the
-  pretraining mix) or 'eval+pretrain'; ``paper_images``: the paper's image count for this set,
-  where the paper gives one (Table 1 gives per-task totals only: :data:`TABLE1`).
+  pretraining mix), 'eval+pretrain' or 'source' (read only as part of a merged row: found or
+  missing is reported, nothing is built for it alone); ``paper_images``: the number of training
+  samples of this row in the authors' mix (REFERENCE.md §4.7; Table 1 of the paper gives
+  per-task totals only: :data:`TABLE1`); ``sources``: for a merged row, the names of the rows
+  whose folders it reads side by side (its manual_dir is ``raw_root`` itself; it is found when
+  every source is).
   """
   name: str
   tfds_name: str
@@ -60,6 +68,7 @@ class Dataset:
   role: str
   paper_images: int | None = None
   subdir: str = ""
+  sources: tuple = ()
 
   @property
   def task(self) -> str:
@@ -71,16 +80,21 @@ def _d(name, tfds_name, folders, url, role, paper_images=None, subdir=""):
   return Dataset(name, tfds_name, folders, url, role, paper_images, subdir)
 
 
-# The datasets this command knows, evaluation sets (paper Table 3) and pretraining sets. Merged
-# pretraining rows (reid/lists, attributes/generic, the det_5set json) are assembled by hand
-# (configs/humanbench.py) and built with data/build.py.
+def _merged(name, tfds_name, sources, paper_images):
+  return Dataset(name, tfds_name, (), "the sources' sites (their rows)", PRETRAIN, paper_images,
+                 sources=tuple(sources))
+
+
+# The datasets this command knows: evaluation sets (paper Table 3), pretraining sets, the sources
+# of the authors' merged rows and the merged rows themselves (read from raw_root itself).
+# paper_images: the authors' sample counts per pretraining row (REFERENCE.md §4.7).
 DATASETS = (
     # ---- person ReID
     _d("market1501", "reid/market1501", ("Market-1501-v15.09.15", "Market-1501"),
        "https://zheng-lab.cecs.anu.edu.au/Project/project_reid.html", BOTH),
     _d("dukemtmc", "reid/dukemtmc", ("DukeMTMC-reID",),
        "https://github.com/layumi/DukeMTMC-reID_evaluation (withdrawn by its publisher)",
-       PRETRAIN),
+       SOURCE),
     _d("cuhk03", "reid/cuhk03_np_labeled", ("cuhk03-np",),
        "https://github.com/zhunzhong07/person-re-ranking/tree/master/CUHK03-NP", BOTH),
     _d("msmt17", "reid/msmt17", ("MSMT17_V1", "MSMT17_V2", "MSMT17"),
@@ -89,48 +103,63 @@ DATASETS = (
        "SenseReID (Zhao et al., CVPR 2017, Spindle Net): the authors' release", EVAL),
     _d("luperson_nl", "reid/luperson_nl", ("LUPerson-NL",),
        "https://github.com/DengpanFu/LUPerson-NL (filter ids with data/tools/identity_filter.py)",
-       PRETRAIN, paper_images=5_178_420),
-    # The three sources of the reid_last_prcc_dgmarket row, each in its publisher's layout.
-    _d("last", "reid/last", ("last", "LaST"), "https://github.com/shuxjweb/last", PRETRAIN),
+       PRETRAIN, paper_images=5_000_000),
+    _d("last", "reid/last", ("last", "LaST"), "https://github.com/shuxjweb/last", SOURCE),
     _d("prcc", "reid/prcc", ("prcc", "PRCC"),
-       "PRCC (Yang et al., TPAMI 2021): the authors' release, folder with rgb/", PRETRAIN),
+       "http://www.isee-ai.cn/~yangqize/clothing.html (PRCC, Yang et al., TPAMI 2021)", SOURCE),
     _d("dg_market", "reid/dg_market", ("DG-Market", "DGMarket"),
-       "https://github.com/NVlabs/DG-Net#dg-market", PRETRAIN),
+       "https://github.com/NVlabs/DG-Net#dg-market", SOURCE),
+    _merged("reid_4sets", "reid/reid_4sets_native", ("market1501", "dukemtmc", "cuhk03", "msmt17"),
+            67_070),
+    _merged("reid_last_prcc_dgmarket", "reid/last_prcc_dgmarket_native",
+            ("dg_market", "prcc", "last"), 217_453),
     # ---- pose
-    _d("coco", "pose/coco", ("coco", "COCO"), "https://cocodataset.org/#download", BOTH),
+    _d("coco", "pose/coco", ("coco", "COCO"), "https://cocodataset.org/#download", BOTH,
+       paper_images=149_813),
     _d("aic", "pose/aic_native", ("ai_challenger", "aic"),
-       "https://github.com/AIChallenger/AI_Challenger_2017", BOTH),
-    _d("h36m_pose", "pose/h36m", ("h36m", "Human3.6M"), "http://vision.imar.ro/human3.6m", BOTH),
+       "https://github.com/AIChallenger/AI_Challenger_2017", BOTH, paper_images=378_352),
+    _d("h36m_pose", "pose/h36m_native", ("h36m", "Human3.6M"),
+       "http://vision.imar.ro/human3.6m (Poses D2_Positions and Videos per subject; frames: "
+       "python -m data.tools.extract_frames)", BOTH, paper_images=312_187),
     _d("mpii", "pose/mpii", ("mpii", "MPII"), "http://human-pose.mpi-inf.mpg.de", EVAL),
-    _d("posetrack", "pose/posetrack", ("PoseTrack", "posetrack18", "posetrack"),
-       "https://posetrack.net", PRETRAIN),
-    _d("jrdb", "pose/jrdb", ("JRDB", "jrdb2022"), "https://jrdb.erc.monash.edu", PRETRAIN),
-    _d("mhp", "pose/mhp_native", ("LV-MHP-v2", "mhp"), "https://lv-mhp.github.io", PRETRAIN),
+    _d("posetrack", "pose/posetrack_native", ("PoseTrack", "posetrack18", "posetrack"),
+       "https://posetrack.net (registration)", PRETRAIN, paper_images=97_174,
+       subdir="posetrack_data"),
+    _d("jrdb", "pose/jrdb_native", ("JRDB2022", "JRDB", "jrdb2022"),
+       "https://jrdb.erc.monash.edu/#downloads (JRDB 2022 Full Train Dataset)", PRETRAIN,
+       paper_images=310_035, subdir="train_dataset_with_activity"),
+    _d("mhp", "pose/mhp_native", ("LV-MHP-v2", "mhp"), "https://lv-mhp.github.io", PRETRAIN,
+       paper_images=41_128),
     _d("penn_action", "pose/penn_action_native", ("Penn_Action", "penn_action"),
-       "http://dreamdragon.github.io/PennAction/", PRETRAIN),
+       "http://dreamdragon.github.io/PennAction/", PRETRAIN, paper_images=163_839),
     _d("3dpw", "pose/3dpw_native", ("3DPW", "3dpw"), "https://virtualhumans.mpi-inf.mpg.de/3DPW/",
-       PRETRAIN),
+       PRETRAIN, paper_images=74_620),
     _d("halpe", "pose/halpe_native", ("halpe", "Halpe"),
-       "https://github.com/Fang-Haoshu/Halpe-FullBody", PRETRAIN),
-    _d("mpi_inf_3dhp", "pose/mpi_inf_3dhp", ("mpi_inf_3dhp", "MPI-INF-3DHP"),
-       "https://vcai.mpi-inf.mpg.de/3dhp-dataset/", PRETRAIN),
+       "https://github.com/Fang-Haoshu/Halpe-FullBody", PRETRAIN, paper_images=41_712),
+    _d("mpi_inf_3dhp", "pose/mpi_inf_3dhp_native", ("mpi_inf_3dhp", "MPI-INF-3DHP"),
+       "https://vcai.mpi-inf.mpg.de/3dhp-dataset/ (get_dataset.sh; frames: "
+       "python -m data.tools.extract_frames)", PRETRAIN, paper_images=1_031_701),
     _d("aist", "pose/aist_native", ("aist_plusplus", "AIST++", "aist"),
-       "https://google.github.io/aistplusplus_dataset/", PRETRAIN),
+       "https://google.github.io/aistplusplus_dataset/", PRETRAIN, paper_images=1_015_257),
     # ---- human parsing
-    _d("h36m_parsing", "parsing/h36m_parsing", ("h36m_parsing", "Human3.6M_parsing"),
-       "http://vision.imar.ro/human3.6m (parsing labels: the HumanBench authors' lists)", BOTH),
-    _d("lip", "parsing/lip", ("LIP",), "https://sysu-hcp.net/lip/", BOTH),
-    _d("cihp", "parsing/cihp", ("CIHP",), "https://sysu-hcp.net/lip/overview.php", BOTH),
+    _d("h36m_parsing", "parsing/h36m_native", ("h36m", "Human3.6M"),
+       "http://vision.imar.ro/human3.6m (Segments PartLabels and Videos per subject; frames: "
+       "python -m data.tools.extract_frames --every 25)", BOTH, paper_images=62_668),
+    _d("lip", "parsing/lip", ("LIP",), "https://sysu-hcp.net/lip/", BOTH, paper_images=30_462),
+    _d("cihp", "parsing/cihp", ("CIHP",), "https://sysu-hcp.net/lip/overview.php", BOTH,
+       paper_images=28_280),
     _d("atr", "parsing/atr", ("ATR",), "https://github.com/lemondan/HumanParsing-Dataset", EVAL),
-    _d("vip", "parsing/vip", ("VIP", "VIP_Fine"), "https://sysu-hcp.net/lip/overview.php",
-       PRETRAIN),
-    _d("paperdoll", "parsing/paperdoll", ("paperdoll", "PaperDoll"),
-       "https://github.com/kyamagu/paperdoll", PRETRAIN),
+    _d("vip", "parsing/vip_native", ("VIP",), "https://sysu-hcp.net/lip/overview.php (VIP_Fine)",
+       PRETRAIN, paper_images=18_469),
+    _d("paperdoll", "parsing/paperdoll_native", ("paperdoll", "PaperDoll"),
+       "photos: https://github.com/kyamagu/paperdoll (photos.lmdb); the 20-class parsing maps "
+       "are the HumanBench authors' (no public site)", PRETRAIN, paper_images=1_035_825),
     _d("deepfashion2", "parsing/deepfashion2_native", ("DeepFashion2", "deepfashion2"),
-       "https://github.com/switchablenorms/DeepFashion2", PRETRAIN),
+       "https://github.com/switchablenorms/DeepFashion2", PRETRAIN, paper_images=191_961),
     _d("modanet", "parsing/modanet_native", ("ModaNet", "modanet"),
        "https://github.com/eBay/modanet (images: PaperDoll photos.lmdb, "
-       "https://github.com/kyamagu/paperdoll/tree/master/data/chictopia)", PRETRAIN),
+       "https://github.com/kyamagu/paperdoll/tree/master/data/chictopia)", PRETRAIN,
+       paper_images=52_245),
     # ---- pedestrian attributes
     _d("pa100k", "attributes/pa100k_native", ("PA-100K", "PA100k", "pa100k"),
        "https://github.com/xh-liu/HydraPlus-Net", BOTH),
@@ -139,24 +168,40 @@ DATASETS = (
     _d("peta", "attributes/peta_native", ("PETA", "peta"),
        "http://mmlab.ie.cuhk.edu.hk/projects/PETA.html (PETA.mat with the partitions: "
        "https://github.com/dangweili/pedestrian-attribute-recognition-pytorch)", EVAL),
+    _d("hardhc", "attributes/hardhc_native", ("WIDERAttribute", "WIDER_Attribute", "HARDHC"),
+       "http://mmlab.ie.cuhk.edu.hk/projects/WIDERAttribute.html", SOURCE),
+    _d("uav_human", "attributes/uav_human_native", ("uavhuman", "UAV-Human"),
+       "https://github.com/sutdcv/UAV-Human (attribute subset)", SOURCE),
+    _d("parse27k", "attributes/parse27k_native", ("Parse27k", "Parse-27k"),
+       "https://www.vision.rwth-aachen.de/parse27k", SOURCE),
+    _d("duke_attr", "attributes/duke_attr_native", ("DukeMTMC-reID",),
+       "https://github.com/vana77/DukeMTMC-attribute (duke_attribute.mat, in the DukeMTMC-reID "
+       "folder)", SOURCE),
+    _d("market_attr", "attributes/market_attr_native", ("Market-1501-v15.09.15", "Market-1501"),
+       "https://github.com/vana77/Market-1501_Attribute (market_attribute.mat, in the "
+       "Market-1501 folder)", SOURCE),
+    _merged("attr_rap2_pa100k", "attributes/rap2_pa100k_native", ("rapv2", "pa100k"), 157_943),
+    _merged("attr_5set", "attributes/attr_5set_native",
+            ("hardhc", "uav_human", "parse27k", "duke_attr", "market_attr"), 119_120),
     # ---- pedestrian detection
     _d("crowdhuman", "detection/crowdhuman", ("CrowdHuman", "crowdhuman"),
-       "https://www.crowdhuman.org", BOTH),
+       "https://www.crowdhuman.org", BOTH, paper_images=15_000),
     _d("caltech", "detection/caltech", ("Caltech", "caltech"),
        "https://data.caltech.edu/records/f6rph-90m20", EVAL),
-    # Publishers' layouts. det_5set (these three, COCO persons and WIDER Pedestrian side by side)
-    # is built from raw_root itself: data/build.py detection/det_5set --manual_dir=RAW_ROOT.
     _d("citypersons", "detection/citypersons_native", ("CityPersons", "citypersons"),
        "https://github.com/cvgroup-njust/CityPersons (annotations; images: Cityscapes "
        "leftImg8bit_trainvaltest, https://www.cityscapes-dataset.com, extracted alongside)",
-       PRETRAIN),
+       SOURCE),
     _d("widerperson", "detection/widerperson_native", ("WiderPerson", "widerperson"),
-       "http://www.cbsr.ia.ac.cn/users/sfzhang/WiderPerson/", PRETRAIN),
+       "http://www.cbsr.ia.ac.cn/users/sfzhang/WiderPerson/", SOURCE),
     _d("ecp", "detection/ecp_native", ("ECP", "EuroCityPersons"),
-       "https://eurocity-dataset.tudelft.nl (day: labels and images of train and val)", PRETRAIN),
-    _d("wider_pedestrian", "detection/wider_pedestrian", ("WIDER_Pedestrian",
-                                                            "wider_pedestrian"),
-       "https://wider-challenge.org/2019.html", PRETRAIN),
+       "https://eurocity-dataset.tudelft.nl (day: labels and images of train and val)", SOURCE),
+    _d("wider_pedestrian", "detection/wider_pedestrian_native",
+       ("WIDER_Pedestrian", "wider_pedestrian", "WIDER_Pedestrian_2019"),
+       "https://wider-challenge.org/2019.html (data: "
+       "https://competitions.codalab.org/competitions/20132)", SOURCE),
+    _merged("det_5set", "detection/det_5set",
+            ("widerperson", "coco", "ecp", "citypersons", "wider_pedestrian"), 245_654),
     # ---- crowd counting (unseen task: evaluation only)
     _d("shanghaitech_a", "counting/shanghaitech_a", ("ShanghaiTech", "shanghaitech"),
        "https://github.com/desenzhou/ShanghaiTechDataset", EVAL),
@@ -237,14 +282,29 @@ def prepare(raw_root: str, data_dir: str, *, only: Sequence[str] | None = None,
     if unknown:
       raise ValueError(f"--only: unknown datasets {unknown}; known: "
                        f"{sorted(d.name for d in datasets)}")
-  found = {d.name: find_folder(raw_root, d) for d in datasets}
+  found = {d.name: find_folder(raw_root, d) for d in datasets if not d.sources}
+  by_name = {d.name: d for d in datasets}
+  for d in datasets:   # a merged row reads raw_root itself, once every source is there
+    if d.sources:
+      found[d.name] = raw_root if all(found.get(s) for s in d.sources) else None
   selected = [d for d in datasets if not only or d.name in only]
   rows = {d.name: {"dataset": d.name, "tfds_name": d.tfds_name, "task": d.task, "role": d.role,
                    "manual_dir": found[d.name]} for d in selected}
   for d in selected:
-    if found[d.name] is None:
+    if d.sources:
+      rows[d.name]["sources"] = list(d.sources)
+      if found[d.name] is None:
+        missing = [s for s in d.sources if not found.get(s)]
+        rows[d.name].update(status="missing", missing_sources=missing, expected_folder=", ".join(
+            os.path.join(raw_root, by_name[s].folders[0]) for s in missing),
+                            folders=[f for s in missing for f in by_name[s].folders],
+                            download=f"see the rows of {', '.join(missing)}")
+    elif found[d.name] is None:
       rows[d.name].update(status="missing", expected_folder=os.path.join(raw_root, d.folders[0]),
                           folders=list(d.folders), download=d.url)
+    elif d.role == SOURCE:
+      readers = [m.name for m in datasets if d.name in m.sources]
+      rows[d.name].update(status="found", read_by=readers)
 
   hash_file = os.path.join(data_dir, HASH_FILE)
   hash_info = {"file": hash_file, "threshold": exclude_threshold, "eval_sets": [],
@@ -253,7 +313,7 @@ def prepare(raw_root: str, data_dir: str, *, only: Sequence[str] | None = None,
     os.makedirs(data_dir, exist_ok=True)
     hashes: dict[str, int] = {}
     for d in datasets:  # Every found evaluation set, whatever --only says.
-      if d.role == PRETRAIN or found[d.name] is None:
+      if d.role in (PRETRAIN, SOURCE) or found[d.name] is None:
         continue
       try:
         h = eval_hashes(d, found[d.name], data_dir, rehash)
@@ -267,8 +327,8 @@ def prepare(raw_root: str, data_dir: str, *, only: Sequence[str] | None = None,
     hash_info["num_hashes"] = len(hashes)
     hash_info["sha256"] = dedup.file_digest(hash_file)
 
-  order = [d for d in selected if d.role != PRETRAIN] + [d for d in selected
-                                                          if d.role == PRETRAIN]
+  order = [d for d in selected if d.role in (EVAL, BOTH)] + [d for d in selected
+                                                               if d.role == PRETRAIN]
   for d in order:
     row = rows[d.name]
     if found[d.name] is None:
@@ -319,12 +379,14 @@ def _totals(rows: dict, datasets: Sequence[Dataset]) -> dict:
   """Per task: pretraining train images prepared (datasets built now or before) vs Table 1."""
   out = {}
   for task, (title, n_paper, images_paper) in TABLE1.items():
-    ready = [r for r in rows.values() if r["task"] == task and r["role"] != EVAL
+    ready = [r for r in rows.values() if r["task"] == task and r["role"] in (PRETRAIN, BOTH)
              and r.get("status") in ("built", "already built")]
-    out[task] = {"title": title, "datasets": len(ready), "images": sum(
-        r.get("train_images") or 0 for r in ready), "paper_datasets": n_paper,
-                 "paper_images": images_paper,
-                 "known_datasets": sum(d.task == task and d.role != EVAL for d in datasets)}
+    rows_known = [d for d in datasets if d.task == task and d.role in (PRETRAIN, BOTH)]
+    out[task] = {"title": title, "datasets": sum(len(r.get("sources", ())) or 1 for r in ready),
+                 "images": sum(r.get("train_images") or 0 for r in ready),
+                 "paper_datasets": n_paper, "paper_images": images_paper,
+                 "known_datasets": sum(len(d.sources) or 1 for d in rows_known),
+                 "paper_row_images": sum(d.paper_images or 0 for d in rows_known)}
   return out
 
 
@@ -337,9 +399,14 @@ def format_checklist(c: dict) -> str:
                  f"(threshold {ex['threshold']} bits)")
   for r in c["datasets"]:
     head = f"[{r['status']}] {r['dataset']} ({r['tfds_name']}, {r['role']})"
-    if r["status"] == "missing":
+    if r["status"] == "missing" and r.get("missing_sources"):
+      lines.append(f"{head}: reads {', '.join(r['sources'])} from the raw root; missing: "
+                   f"{', '.join(r['missing_sources'])}")
+    elif r["status"] == "missing":
       lines.append(f"{head}: put it in {r['expected_folder']} (any of {r['folders']}); "
                    f"download: {r['download']}")
+    elif r["status"] == "found":
+      lines.append(f"{head}: {r['manual_dir']} (built as part of {', '.join(r['read_by'])})")
     elif r["status"] in ("built", "already built"):
       rec = ", ".join(f"{k}={v}" for k, v in r["records"].items())
       extra = f"; {r['excluded']} train records excluded as duplicates of evaluation images" \

@@ -114,11 +114,13 @@ def test_pretrain_registry_rows():
   assert d.parsing_modanet.projector_group == "clothes_parsing"
   assert d.parsing_lip.projector_group == "human_parsing"
   assert cfg.train.loss_weights == "authors"
-  # Merged rows live in their own folders under the config's data_dir, and follow it.
+  # Merged rows are builder configs of their own (read from the publishers' folders side by
+  # side), prepared into the root data_dir like the single-source rows.
   moved = load("configs/vitb.py", "--config.data_dir=/data/tfds")
-  assert moved.datasets.reid_4sets.data_dir == "/data/tfds/reid_4sets"
-  assert moved.datasets.attr_5set.data_dir == "/data/tfds/attr_5set"
-  assert moved.datasets.pose_coco.data_dir == ""
+  assert moved.datasets.reid_4sets.tfds_name == "reid/reid_4sets_native"
+  assert moved.datasets.attr_5set.tfds_name == "attributes/attr_5set_native"
+  for n in ("reid_4sets", "attr_5set", "pose_coco"):
+    assert moved.datasets[n].data_dir == ""
   shared = {}
   for n in d:
     key = (d[n].tfds_name, d[n].data_dir)

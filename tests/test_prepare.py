@@ -187,7 +187,10 @@ def test_video_hook_fields_and_several_records_per_frame(tmp_path):
 
 # ---- python -m data.prepare ----------------------------------------------------------------
 PRESENT = {"market1501": "reid/market1501", "lip": "parsing/lip", "pa100k": "attributes/pa100k_native",
-           "posetrack": "pose/posetrack", "luperson_nl": "reid/luperson_nl"}
+           "posetrack": "pose/posetrack_native", "luperson_nl": "reid/luperson_nl",
+           "reid_last_prcc_dgmarket": "reid/last_prcc_dgmarket_native"}
+# The merged row's sources: found, not built alone.
+SOURCES = ("dg_market", "prcc", "last")
 
 
 def _raw_root(tmp_path):
@@ -195,8 +198,17 @@ def _raw_root(tmp_path):
   raw.mkdir()
   for name, full in PRESENT.items():
     family, config = full.split("/")
-    folder = prepare.BY_NAME[name].folders[-1 if name == "pa100k" else 0]
-    os.symlink(os.path.join(DATA, family, "dummy_data", config), raw / folder)
+    dummy = os.path.join(DATA, family, "dummy_data", config)
+    d = prepare.BY_NAME[name]
+    if d.sources:   # the dummy raw root of a merged row holds its sources' folders
+      for entry in os.listdir(dummy):
+        os.symlink(os.path.join(dummy, entry), raw / entry)
+      continue
+    folder = raw / d.folders[-1 if name == "pa100k" else 0]
+    if d.subdir:    # e.g. PoseTrack/posetrack_data
+      folder.mkdir()
+      folder = folder / d.subdir
+    os.symlink(dummy, folder)
   (raw / "SenseReID").mkdir()  # found, but empty: incomplete, nothing written
   return str(raw)
 
@@ -216,7 +228,15 @@ def test_prepare_checklist_missing_and_rerun(tmp_path, capsys):
   assert {n for n, r in rows.items() if r["status"] == "built"} == set(PRESENT)
   assert rows["sensereid"]["status"] == "incomplete" and not rows["sensereid"]["written"]
   missing = [n for n, r in rows.items() if r["status"] == "missing"]
-  assert len(missing) == len(prepare.DATASETS) - len(PRESENT) - 1
+  # market_attr's folder is Market-1501's (its .mat lies beside the images): found too.
+  assert rows["market_attr"]["status"] == "found"
+  assert len(missing) == len(prepare.DATASETS) - len(PRESENT) - 1 - len(SOURCES) - 1
+  for name in SOURCES:
+    assert rows[name]["status"] == "found"
+    assert rows[name]["read_by"] == ["reid_last_prcc_dgmarket"]
+  # A merged row with a source missing names what is missing; nothing is built for it.
+  assert rows["reid_4sets"]["missing_sources"] == ["dukemtmc", "cuhk03", "msmt17"]
+  assert "[missing] reid_4sets" in text and "missing: dukemtmc, cuhk03, msmt17" in text
   assert rows["msmt17"]["download"].startswith("https://")
   assert rows["msmt17"]["expected_folder"] == os.path.join(raw, "MSMT17_V1")
   assert "[missing] msmt17" in text and "MSMT17_V1" in text and "paper:  5,446,419" in text
@@ -224,7 +244,8 @@ def test_prepare_checklist_missing_and_rerun(tmp_path, capsys):
   assert sorted(os.listdir(data_dir)) == sorted(
       ["reid", "parsing", "attributes", "pose", prepare.HASH_FILE, prepare.HASH_CACHE,
        prepare.CHECKLIST])
-  assert sorted(os.listdir(os.path.join(data_dir, "reid"))) == ["luperson_nl", "market1501"]
+  assert sorted(os.listdir(os.path.join(data_dir, "reid"))) == [
+      "last_prcc_dgmarket_native", "luperson_nl", "market1501"]
   # The hash file holds the evaluation splits of the evaluation sets found.
   hashes = dedup.read_hash_file(os.path.join(data_dir, prepare.HASH_FILE))
   assert {n.rsplit("/", 2)[0].split("/", 2)[1] for n in hashes} == {"market1501", "lip",
@@ -235,9 +256,15 @@ def test_prepare_checklist_missing_and_rerun(tmp_path, capsys):
     assert rows[name]["excluded"] == rep["excluded"].get("train", 0)
     assert rep["options"]["exclude_hashes_sha256"] == c["exclude"]["sha256"]
     assert rows[name]["records"] == rep["splits"]
-  assert rows["posetrack"]["frames"] == {"kept": 1, "of": 1, "every": 2}
+  fr = report(data_dir, "pose/posetrack_native")["frames"]["train"]
+  assert fr["every"] == 2 and fr["kept_frames"] < fr["frames"]
+  assert rows["posetrack"]["frames"] == {"kept": fr["kept_frames"], "of": fr["frames"], "every": 2}
+  # The merged row was built from raw_root itself, with the exclusion.
+  assert rows["reid_last_prcc_dgmarket"]["manual_dir"] == raw
   reid = c["totals"]["reid"]
-  assert reid["images"] == rows["market1501"]["train_images"] + rows["luperson_nl"]["train_images"]
+  assert reid["images"] == sum(rows[n]["train_images"] for n in (
+      "market1501", "luperson_nl", "reid_last_prcc_dgmarket"))
+  assert reid["datasets"] == 2 + len(SOURCES)   # a merged row counts its sources
   assert reid["paper_images"] == 5_446_419
 
   # A rerun skips what is built with the same options and rewrites nothing.
@@ -255,6 +282,6 @@ def test_prepare_checklist_missing_and_rerun(tmp_path, capsys):
   assert rows3["market1501"]["status"] == "already built"
   redo = prepare.prepare(raw, data_dir, only=["posetrack"], overwrite=True)
   assert redo["datasets"][0]["status"] == "built"
-  assert report(data_dir, "pose/posetrack")["options"]["frame_every"] == 8
+  assert report(data_dir, "pose/posetrack_native")["options"]["frame_every"] == 8
   with pytest.raises(ValueError, match="unknown datasets"):
     prepare.prepare(raw, data_dir, only=["market"])

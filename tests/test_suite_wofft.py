@@ -41,12 +41,12 @@ def test_every_wofft_column_has_a_pretraining_head_with_an_eval_split():
     assert rows[head.row].task == downstream[name].task, name
     assert datasets[head.row].eval_split, head.row          # pretraining metrics evaluate it
   # The merged ReID row: one head for three columns; Market-1501 stands for it in pretraining,
-  # read from the root data dir (the row's own data is in <data_dir>/reid_4sets).
+  # read from the root data dir (as the row's own data is).
   assert {n for n, h in heads.items() if h.row == "reid_4sets"} == {"market1501", "msmt17",
                                                                      "cuhk03"}
   r = datasets.reid_4sets
   assert (r.eval_split, r.eval_tfds_name, r.eval_data_dir, r.data_dir) == (
-      "query+gallery", "reid/market1501", "/data", "/data/reid_4sets")
+      "query+gallery", "reid/market1501", "/data", "")
   # The merged attribute row: RAPv2's 54 columns then PA-100K's 26, all of the 80 outputs.
   assert heads["rapv2"].columns == (0, 54) and heads["pa100k"].columns == (54, 80)
   assert datasets.attr_rap2_pa100k.num_attributes == 80

@@ -37,12 +37,34 @@ json), persons vs ignore regions as each dataset's own evaluation protocol has t
   (bicycle, buggy, ..., and their groups, also the riders' children) are not boxes (dropped,
   counted ``non_person_object``). No visible box.
 
+* WIDER Pedestrian 2019 (the pedestrian detection track of the WIDER Face & Person Challenge
+  2019, wider-challenge.org/2019.html, data on competitions.codalab.org/competitions/20132;
+  ``manual_dir`` = the folder holding ``Annotations/``, ``sur_train/``, ``ad_train/`` and
+  ``val_data/``): ``Annotations/<split>_bbox.txt`` and ``<split>_ignore.txt``, one image a line,
+  ``<image name> x y w h x y w h ...`` (any number of boxes, xywh pixels; no class label: the
+  2019 release has one class, walking pedestrians and cyclists alike), and the image list
+  ``<split>_list.txt``; train images under ``sur_train/`` (surveillance, ``sur*.jpg``) and
+  ``ad_train/ad_01..ad_03/`` (driving, ``ad*.jpg``), val images under ``val_data/``. Boxes of
+  ``_bbox.txt`` -> person, regions of ``_ignore.txt`` -> ignore regions; a person box more than
+  half covered by ignore regions (the summed overlap over its area, the challenge scorer's rule
+  for dropping ground truth) -> ignore as well (counted ``person_in_ignore_region``). Images of
+  the list without boxes are kept. ``image_id`` = the image name without extension. Where this
+  is documented: only by third-party loaders of the release (the file pattern
+  ``Annotations/{split}_{list,bbox,ignore}.txt``, the four-number groups, the image folders; the
+  one-class note); the 2018 release (``train_annotations.txt``, ``label x y w h`` groups, 1
+  pedestrian / 2 cyclist, ignore regions in ``pedestrian_ignore_part_*.txt``) is a different
+  format and is not read. Unconfirmed: the list file's exact content (taken as the image name
+  first on each line) and whether every release unpacks with this folder nesting.
+
 ``det_5set`` reads the five sources of the authors' merged detection row side by side, each from
-its publisher's folder under ``manual_dir`` (the preparation root): WiderPerson, ECP (day) and
-CityPersons natively, COCO persons from ``person_keypoints_train2017.json`` (category 1 only;
-``iscrowd`` -> ignore) and WIDER Pedestrian from a COCO-format json (no native reader yet). Train
-splits only; images without a person box are dropped (``no_person_image``) as the authors' merged
-json has none; ``image_id`` is ``<source>/<id>``, ``filename`` relative to ``manual_dir``.
+its publisher's folder under ``manual_dir`` (the preparation root): WiderPerson, ECP (day),
+CityPersons and WIDER Pedestrian 2019 natively, COCO persons from
+``person_keypoints_train2017.json`` (category 1 only; ``iscrowd`` -> ignore). A source may list
+fallback layouts, read when its native files are absent: WIDER Pedestrian falls back to a
+COCO-format json (``annotations/train.json`` + ``images/``). Train splits only; images without a
+person box are dropped (``no_person_image``) as the authors' merged json has none; ``image_id``
+is ``<source>/<id>``, ``filename`` relative to ``manual_dir``; ``metadata.json`` ``sources``
+records each source's folder and the layout it was read with.
 
 Metadata (``metadata.json``): ``max_persons_per_image`` and ``max_ignore_per_image``, the most
 person boxes and ignore regions any image of any split holds as stored (after clipping), and
@@ -70,8 +92,9 @@ from data import common
 @dataclasses.dataclass
 class DetectionConfig(tfds.core.BuilderConfig):
   """``splits``: (split, annotation file or folder, image folder) relative to manual_dir;
-  ``sources`` (layout 'merged'): (name, folder names, layout, annotation, image folder) per
-  source, the folder found under manual_dir by name (exactly, then ignoring case)."""
+  ``sources`` (layout 'merged'): (name, folder names, ((layout, annotation, image folder), ...))
+  per source, the folder found under manual_dir by name (exactly, then ignoring case), read
+  with the first layout whose files are all there (else the first is reported missing)."""
   layout: str = "coco"
   splits: tuple = ()
   optional_splits: tuple = ()
@@ -95,23 +118,32 @@ ECP_PERSON = frozenset({"pedestrian"})
 ECP_IGNORE = frozenset({"rider", "person-group-far-away", "rider+vehicle-group-far-away"})
 ECP_IGNORE_TAGS = frozenset({"occluded>80", "depiction"})
 
+# WIDER Pedestrian 2019: the image folders of each split (module docstring; the "image folder"
+# of its splits below names the split), the ignore cover above which a person box is ignored.
+WIDER_PED_IMAGE_DIRS = {"train": ("sur_train", "ad_train"), "val": ("val_data",)}
+WIDER_PED_IGNORE_COVER = 0.5
+
 _NATIVE_SPLITS = {
     "citypersons": (("train", "gtBboxCityPersons/train", "leftImg8bit/train"),
                     ("val", "gtBboxCityPersons/val", "leftImg8bit/val")),
     "widerperson": (("train", "train.txt", "Images"), ("val", "val.txt", "Images")),
     "ecp": (("train", "day/labels/train", "day/img/train"),
             ("val", "day/labels/val", "day/img/val")),
+    "wider_pedestrian": (("train", "Annotations/train_bbox.txt", "train"),
+                         ("val", "Annotations/val_bbox.txt", "val")),
 }
-# The authors' det_5set row: WiderPerson, COCO persons, ECP (day), CityPersons, WIDER Pedestrian.
+# The authors' det_5set row (B-yaml task 24, in its order): WiderPerson, COCO persons, ECP (day),
+# CityPersons, WIDER Pedestrian (the 2019 challenge's, codalab competition 20132).
 DET_5SET_SOURCES = (
-    ("widerperson", ("WiderPerson", "widerperson"), "widerperson", "train.txt", "Images"),
-    ("coco", ("coco", "COCO"), "coco", "annotations/person_keypoints_train2017.json",
-     "train2017"),
-    ("ecp", ("ECP", "EuroCityPersons"), "ecp", "day/labels/train", "day/img/train"),
-    ("citypersons", ("CityPersons", "citypersons"), "citypersons", "gtBboxCityPersons/train",
-     "leftImg8bit/train"),
-    ("wider_pedestrian", ("WIDER_Pedestrian", "wider_pedestrian"), "coco",
-     "annotations/train.json", "images"),
+    ("widerperson", ("WiderPerson", "widerperson"), (("widerperson", "train.txt", "Images"),)),
+    ("coco", ("coco", "COCO"),
+     (("coco", "annotations/person_keypoints_train2017.json", "train2017"),)),
+    ("ecp", ("ECP", "EuroCityPersons"), (("ecp", "day/labels/train", "day/img/train"),)),
+    ("citypersons", ("CityPersons", "citypersons"),
+     (("citypersons", "gtBboxCityPersons/train", "leftImg8bit/train"),)),
+    ("wider_pedestrian", ("WIDER_Pedestrian", "wider_pedestrian", "WIDER_Pedestrian_2019"),
+     (("wider_pedestrian", "Annotations/train_bbox.txt", "train"),
+      ("coco", "annotations/train.json", "images"))),    # fallback: a COCO-format conversion
 )
 
 
@@ -134,6 +166,10 @@ class Detection(common.HumanBenchBuilder):
       _native_cfg("citypersons", "CityPersons (gtBboxCityPersons json + Cityscapes images)."),
       _native_cfg("widerperson", "WiderPerson (Annotations/<id>.jpg.txt, train/val lists)."),
       _native_cfg("ecp", "EuroCity Persons, day (per-image json trees)."),
+      DetectionConfig(name="wider_pedestrian_native", layout="wider_pedestrian",
+                      optional_splits=("val",), splits=_NATIVE_SPLITS["wider_pedestrian"],
+                      description="WIDER Pedestrian 2019 (Annotations/<split>_bbox.txt and "
+                                  "_ignore.txt; sur_train/, ad_train/, val_data/)."),
       DetectionConfig(name="det_5set", layout="merged", splits=(("train", "", ""),),
                       sources=DET_5SET_SOURCES,
                       description="The authors' det_5set: five sources read side by side."),
@@ -156,9 +192,11 @@ class Detection(common.HumanBenchBuilder):
   def layout(cls, config):
     if config.layout == "merged":
       out = {}
-      for name, folders, layout, ann, img in config.sources:
-        for rel, what in _source_layout(layout, "train", ann, img, "").items():
-          out[f"{folders[0]}/{rel}"] = f"{name}: {what}"
+      for name, folders, alternatives in config.sources:
+        for k, (layout, ann, img) in enumerate(alternatives):
+          tag = name if k == 0 else f"{name} (fallback when the files above are absent)"
+          for rel, what in _source_layout(layout, "train", ann, img, "").items():
+            out.setdefault(f"{folders[0]}/{rel}", f"{tag}: {what}")
       return out
     out = {}
     for split, ann, img in config.splits:
@@ -169,9 +207,12 @@ class Detection(common.HumanBenchBuilder):
   def _required(self, root):
     c = self.builder_config
     if c.layout == "merged":
-      return [os.path.join(_find_folder(root, folders), p)
-              for _, folders, layout, ann, img in c.sources
-              for p in _source_required(layout, ann, img)]
+      out = []
+      for _, folders, alternatives in c.sources:
+        folder = _find_folder(root, folders)
+        layout, ann, img = _pick_layout(os.path.join(root, folder), alternatives)
+        out += [os.path.join(folder, p) for p in _source_required(layout, ann, img)]
+      return out
     return [p for split, ann, img in c.splits if split not in c.optional_splits
             for p in _source_required(c.layout, ann, img)]
 
@@ -199,13 +240,17 @@ class Detection(common.HumanBenchBuilder):
       records = (self._odgt if layout == "odgt" else self._coco)(os.path.join(root, ann))
       return [(i, os.path.join(img, f), boxes) for i, f, boxes in records]
     return {"citypersons": self._citypersons, "widerperson": self._widerperson,
-            "ecp": self._ecp}[layout](root, ann, img)
+            "ecp": self._ecp, "wider_pedestrian": self._wider_pedestrian}[layout](root, ann, img)
 
   def _merged(self, root):
     """The sources' train records in turn, ids and files prefixed; images without a person
     box dropped."""
-    for name, folders, layout, ann, img in self.builder_config.sources:
+    used = []
+    for name, folders, alternatives in self.builder_config.sources:
       folder = _find_folder(root, folders)
+      layout, ann, img = _pick_layout(os.path.join(root, folder), alternatives)
+      used.append({"name": name, "folder": folder, "layout": layout, "annotation": ann})
+      self.info.metadata["sources"] = list(used)
       records = [(f"{name}/{i}", os.path.join(folder, f), boxes)
                  for i, f, boxes in self._read(layout, os.path.join(root, folder), ann, img)]
       for key, example in self._examples(root, records):
@@ -330,6 +375,63 @@ class Detection(common.HumanBenchBuilder):
       out.append((os.path.basename(name), os.path.join(img, name + ".png"), boxes))
     return sorted(out)
 
+  def _wider_pedestrian(self, root, ann, split):
+    """WIDER Pedestrian 2019 (module docstring): ``ann`` = ``Annotations/<split>_bbox.txt``,
+    its ``_ignore.txt`` and ``_list.txt`` siblings; ``split`` names the image folders."""
+    ignore_rel, list_rel = _wider_ped_sibling(ann, "ignore"), _wider_ped_sibling(ann, "list")
+    boxes = self._wider_ped_boxes(os.path.join(root, ann))
+    ignores = (self._wider_ped_boxes(os.path.join(root, ignore_rel))
+               if os.path.exists(os.path.join(root, ignore_rel)) else {})
+    list_path = os.path.join(root, list_rel)
+    if os.path.exists(list_path):
+      names = list(dict.fromkeys(ln.split()[0] for ln in common.read_lines(list_path)))
+      for n in sorted((set(boxes) | set(ignores)) - set(names)):
+        self.report.bad("not_in_list", list_path,
+                        f"{n} has boxes in {ann} or {ignore_rel} but is not listed")
+    else:   # no list: the images the box files name
+      names = sorted(set(boxes) | set(ignores))
+    dirs = WIDER_PED_IMAGE_DIRS[split]
+    where = {}   # image name -> path relative to root (sur_train/..., ad_train/ad_0k/...)
+    for d in dirs:
+      for rel in _walk(os.path.join(root, d), ""):
+        if rel.lower().endswith((".jpg", ".jpeg", ".png")):
+          where.setdefault(os.path.basename(rel), os.path.join(d, rel))
+    out = []
+    for name in names:
+      if name not in where:
+        self.report.bad("missing_image", os.path.join(root, dirs[0], name),
+                        f"listed in {list_rel if os.path.exists(list_path) else ann}; not "
+                        f"found under {', '.join(d + '/' for d in dirs)}")
+        continue
+      regions = ignores.get(name, [])
+      persons = []
+      for b in boxes.get(name, []):
+        covered = _covered_fraction(b, regions) > WIDER_PED_IGNORE_COVER
+        if covered:
+          self.report.drop("person_in_ignore_region")
+        persons.append((b, covered, None, None))
+      out.append((os.path.splitext(name)[0], where[name],
+                  persons + [(r, True, None, None) for r in regions]))
+    return sorted(out)
+
+  def _wider_ped_boxes(self, path):
+    """``<image name> x y w h x y w h ...`` lines -> {image name: [[x, y, w, h], ...]}."""
+    out = {}
+    for i, line in enumerate(common.read_lines(path)):
+      name, *values = line.split()
+      try:
+        nums = [float(v) for v in values]
+      except ValueError as e:
+        self.report.bad("unparsable_line", path, f"line {i + 1}: {e}")
+        continue
+      if len(nums) % 4:
+        self.report.bad("unparsable_line", path,
+                        f"line {i + 1}: {len(nums)} numbers after the image name, expected "
+                        "groups of four (x y w h)")
+        continue
+      out.setdefault(name, []).extend(nums[j:j + 4] for j in range(0, len(nums), 4))
+    return out
+
   def _load_json(self, path):
     try:
       with open(path) as f:
@@ -426,11 +528,53 @@ def _source_layout(layout, split, ann, img, opt):
     return {f"{ann}/<city>/<city>_<n>.json": f"{split}: frame json, children with identity, "
                                              f"x0 y0 x1 y1, tags{opt}",
             f"{img}/<city>/<city>_<n>.png": f"{split}: images{opt}"}
+  if layout == "wider_pedestrian":
+    out = {ann: f"{split}: '<image name> x y w h x y w h ...' per line, persons (walkers and "
+                f"cyclists, one class){opt}",
+           _wider_ped_sibling(ann, "ignore"): f"{split}: same format, ignore regions{opt}",
+           _wider_ped_sibling(ann, "list"): f"{split}: image names, one a line (optional: "
+                                            f"else the images the box files name){opt}"}
+    for d in WIDER_PED_IMAGE_DIRS[img]:
+      out[f"{d}/**/<image name>"] = f"{split}: images{opt}" + (
+          " (ad_01/, ad_02/, ad_03/)" if d == "ad_train" else "")
+    return out
   raise ValueError(f"unknown detection layout {layout!r}")
 
 
 def _source_required(layout, ann, img):
+  if layout == "wider_pedestrian":
+    return [ann, _wider_ped_sibling(ann, "ignore"), *WIDER_PED_IMAGE_DIRS[img]]
   return [ann, img] + (["Annotations"] if layout == "widerperson" else [])
+
+
+def _pick_layout(folder: str, alternatives):
+  """The first (layout, annotation, image folder) of ``alternatives`` whose files all exist
+  under ``folder``; the first one (reported missing) if none does."""
+  for alt in alternatives:
+    if all(os.path.exists(os.path.join(folder, p)) for p in _source_required(*alt)):
+      return alt
+  return alternatives[0]
+
+
+def _wider_ped_sibling(ann: str, kind: str) -> str:
+  """``Annotations/train_bbox.txt`` -> ``Annotations/train_<kind>.txt``."""
+  if not ann.endswith("_bbox.txt"):
+    raise ValueError(f"WIDER Pedestrian annotation {ann!r}: expected <split>_bbox.txt")
+  return ann[:-len("bbox.txt")] + f"{kind}.txt"
+
+
+def _covered_fraction(box, regions) -> float:
+  """Summed overlap of xywh ``box`` with the xywh ``regions`` over its area (0 if empty)."""
+  x, y, w, h = (float(v) for v in box)
+  if w <= 0 or h <= 0:
+    return 0.0
+  inter = 0.0
+  for rx, ry, rw, rh in regions:
+    iw = min(x + w, rx + rw) - max(x, rx)
+    ih = min(y + h, ry + rh) - max(y, ry)
+    if iw > 0 and ih > 0:
+      inter += iw * ih
+  return inter / (w * h)
 
 
 def _find_folder(root: str, folders) -> str:

@@ -27,8 +27,10 @@ converted in memory to the COCO keypoint dict above and then read like COCO, rec
 AI Challenger (:meth:`Pose._aic_to_coco`), Halpe (its COCO-style json, ``keep_joints`` picks the
 20 body joints) and Penn Action (:meth:`Pose._penn_action_to_coco`, a ``video`` config whose
 records carry ``common.VIDEO_KEY`` / ``common.FRAME_KEY`` for the base class's frame sampling),
-LV-MHP v2 (:meth:`Pose._mhp_to_coco`), 3DPW (:meth:`Pose._3dpw_to_coco`, video) and AIST++
-(:meth:`Pose._aist`, video, one sequence's dict at a time).
+LV-MHP v2 (:meth:`Pose._mhp_to_coco`), 3DPW (:meth:`Pose._3dpw_to_coco`, video), AIST++
+(:meth:`Pose._aist`, video, one sequence's dict at a time), PoseTrack 2018
+(:meth:`Pose._posetrack_to_coco`, video, the per-sequence jsons merged) and JRDB-Pose
+(:meth:`Pose._jrdb_to_coco`, video, the per-sequence jsons merged).
 """
 from __future__ import annotations
 
@@ -78,6 +80,27 @@ VIDEO_ID_STRIDE = 100_000
 # Boxes of 3DPW and AIST++ (no published boxes): the labelled joints' tight box widened by this
 # fraction of its size on every side (the body reaches past its joints: head top, feet).
 JOINT_BOX_PAD = 0.1
+# PoseTrack 2018 joint order (``categories[0].keypoints`` of every sequence json; COCO's order
+# with head_bottom, head_top in place of the eyes; the ears, 3 and 4, are never annotated and
+# the posetrack configs drop them -> the pose_posetrack row's 15 joints).
+POSETRACK_JOINTS = ("nose", "head_bottom", "head_top", "left_ear", "right_ear", "left_shoulder",
+                    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+                    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                    "right_ankle")
+# JRDB-Pose joint order, as published (``categories[0].keypoints`` of every sequence json; the
+# JRDB toolkit ships one such file: github.com/JRDB-dataset/jrdb_toolkit,
+# pose_eval/labels_2d_pose_stitched_coco/).
+JRDB_JOINTS = ("head", "right_eye", "left_eye", "right_shoulder", "center_shoulder",
+               "left_shoulder", "right_elbow", "left_elbow", "center_hip", "right_wrist",
+               "right_hip", "left_hip", "left_wrist", "right_knee", "left_knee", "right_foot",
+               "left_foot")
+# JRDB joints in the order the pose_jrdb2022 row's flip pairs assume (configs/humanbench.py
+# JRDB_FLIP_PAIRS, shared with MPI-INF-3DHP in the B-yaml): head, neck (center shoulder),
+# r shoulder, elbow, wrist, l shoulder, elbow, wrist, r hip, knee, foot, l hip, knee, foot,
+# center hip (3DHP's pelvis slot 14), r eye, l eye. An assumption: the authors' converted json
+# is not public. Slots 15, 16 (3DHP: spine, head) have no flip pair, so the eyes are not
+# swapped when a crop is flipped unless (15, 16) is added to JRDB's flip pairs.
+JRDB_TO_HUMANBENCH = (0, 4, 3, 6, 9, 5, 7, 12, 10, 13, 15, 11, 14, 16, 8, 1, 2)
 
 # The ground-truth file of a COCO-style split, in the prepared dataset's version folder
 # (path_jax.evaluate.COCO_GT_FILE reads it).
@@ -92,7 +115,8 @@ class PoseConfig(tfds.core.BuilderConfig):
   output order (instead of ``drop_joints``; e.g. Halpe's 20 body joints of 136). ``det_json``:
   optional COCO-results person detections over the 'val' images, built as split 'val_dets'.
   ``layout``: 'coco' (COCO keypoint json), 'mpii' (mmpose json list) or a publisher's own
-  layout read natively ('aic', 'penn_action'). ``video``: the records are video frames, one
+  layout read natively ('aic', 'penn_action', 'posetrack', 'jrdb', ...; their annotation
+  "json" may be a folder of per-video files). ``video``: the records are video frames, one
   frame of every few kept in 'train' (data/common.py, 'Video hook'); None: as listed in
   ``common.VIDEO_CONFIGS``."""
   layout: str = "coco"
@@ -167,6 +191,32 @@ class Pose(common.HumanBenchBuilder):
           splits=(("train", "keypoints2d", "frames"),),
           description="AIST++ keypoints2d pickles (9 views x frames x 17 COCO joints) + frames "
                       "extracted from the AIST Dance videos."),
+      # Motion-capture sets read by data/pose/mocap.py (its constants fix the subjects, cameras
+      # and joints; the paths here are the first sequence / subject of each split).
+      PoseConfig(
+          name="mpi_inf_3dhp_native", layout="3dhp", num_joints=17, video=True,
+          splits=(("train", "S1/Seq1/annot.mat", "S1/Seq1/imageSequence"),),
+          description="MPI-INF-3DHP training set (S1-S8, annot.mat annot2, 28 joints -> the "
+                      "17 of the test set) + frames extracted from the 8 'vnect' camera videos."),
+      PoseConfig(
+          name="h36m_native", layout="h36m", num_joints=17, video=True,
+          splits=(("train", "S1/MyPoseFeatures/D2_Positions", "S1/Videos"),
+                  ("val", "S9/MyPoseFeatures/D2_Positions", "S9/Videos")),
+          description="Human3.6M D2_Positions .cdf (32 joints -> the standard 17) + frames "
+                      "extracted from the videos; train S1,5,6,7,8, val S9,11 (every 5th frame)."),
+      PoseConfig(
+          name="posetrack_native", layout="posetrack", num_joints=15, drop_joints=(3, 4),
+          video=True, optional_splits=("val",),
+          splits=(("train", "annotations/train", "images/train"),
+                  ("val", "annotations/val", "images/val")),
+          description="PoseTrack 2018 per-sequence json (17 joints; the unannotated ears 3, 4 "
+                      "dropped -> 15), labelled frames only."),
+      PoseConfig(
+          name="jrdb_native", layout="jrdb", num_joints=17, keep_joints=JRDB_TO_HUMANBENCH,
+          video=True,
+          splits=(("train", "labels/labels_2d_pose_stitched_coco", "images"),),
+          description="JRDB-Pose (JRDB 2022) per-sequence COCO-style json on the stitched 360° "
+                      "frames (17 joints, reordered to the B-yaml's JRDB layout)."),
   ]
 
   def _features(self):
@@ -207,6 +257,9 @@ class Pose(common.HumanBenchBuilder):
               "frames/<video>/<frame:06d>.jpg": "frames extracted from videos/<video>.mp4, 0-based "
                                                 "(ffmpeg -i <video>.mp4 -start_number 0 "
                                                 "frames/<video>/%06d.jpg)"}
+    if config.layout in ("3dhp", "h36m"):
+      from data.pose import mocap
+      return mocap.layout(config.layout)
     out = {}
     for split, ann, img in config.splits:
       opt = " (optional)" if split in config.optional_splits else ""
@@ -224,6 +277,19 @@ class Pose(common.HumanBenchBuilder):
         out[f"{ann}/<sequence>.pkl"] = (f"{split} sequences (latin1 pickle: poses2d [N, 3, 18] "
                                         f"per actor, campose_valid){opt}")
         out.setdefault(f"{img}/<sequence>/image_<frame:05d>.jpg", "frames, 0-based")
+        continue
+      if config.layout == "posetrack":
+        out[f"{ann}/<sequence>.json"] = (f"{split} sequences, PoseTrack 2018 json (images with "
+                                         f"is_labeled, annotations with keypoints [x, y, v] x 17, "
+                                         f"bbox, track_id){opt}")
+        out[f"{img}/<sequence>/<frame:06d>.jpg"] = ("frames, named by the json's file_name "
+                                                    f"('{img}/<sequence>/<frame>.jpg')")
+        continue
+      if config.layout == "jrdb":
+        out[f"{ann}/<sequence>.json"] = (f"{split} sequences, JRDB-Pose COCO-style json (images, "
+                                         "annotations with keypoints [x, y, v] x 17, track_id)")
+        out[f"{img}/image_stitched/<sequence>/<frame:06d>.jpg"] = (
+            f"stitched 360° frames, named by the json's file_name (relative to {img}/)")
         continue
       fmt = "mmpose json list" if config.layout == "mpii" else "COCO keypoint json"
       out[ann] = f"{split} annotations, {fmt}{opt}"
@@ -256,6 +322,10 @@ class Pose(common.HumanBenchBuilder):
       if c.layout == "mpii":
         out[split] = self._mpii(root, ann, img)
         continue
+      if c.layout in ("3dhp", "h36m"):  # data/pose/mocap.py: one video at a time, no GT json
+        from data.pose import mocap
+        out[split] = mocap.records(self, root, split)
+        continue
       path = os.path.join(root, ann)
       # A loader, not the loaded dict: the train json is only read when its records are.
       if c.layout == "aic":
@@ -266,6 +336,10 @@ class Pose(common.HumanBenchBuilder):
         load = lambda path=path: self._mhp_to_coco(path)
       elif c.layout == "3dpw":
         load = lambda path=path: self._3dpw_to_coco(path)
+      elif c.layout == "posetrack":
+        load = lambda ann=ann, img=img: self._posetrack_to_coco(root, ann, img)
+      elif c.layout == "jrdb":
+        load = lambda ann=ann, img=img: self._jrdb_to_coco(root, ann, img)
       elif c.layout == "aist":
         out[split] = self._aist(root, path, img)
         continue
@@ -690,6 +764,182 @@ class Pose(common.HumanBenchBuilder):
     return {"images": images, "annotations": anns,
             "categories": [{"id": 1, "name": "person", "keypoints": list(AIST_JOINTS)}]}
 
+  def _sequence_files(self, root: str, ann_rel: str) -> list[str]:
+    """The ``<sequence>.json`` files of ``root/ann_rel`` in name order (PoseTrack, JRDB);
+    :class:`common.MissingInputError` naming the folder and the layout when there is none."""
+    ann_dir = os.path.join(root, ann_rel)
+    names = sorted(n for n in os.listdir(ann_dir) if n.endswith(".json"))
+    if not names:
+      raise common.MissingInputError(common.missing_message(
+          self.name, self.builder_config, root, [f"{ann_rel}/<sequence>.json (folder is empty)"],
+          type(self).layout(self.builder_config)))
+    return [os.path.join(ann_dir, n) for n in names]
+
+  def _read_sequence(self, path: str) -> dict | None:
+    """A COCO-like sequence json with ``images`` and ``annotations`` lists; None (reported as
+    ``corrupt_label``, naming the file and the field) otherwise."""
+    try:
+      seq = _read_json(path)
+    except (ValueError, OSError) as e:
+      self.report.bad("corrupt_label", path, str(e))
+      return None
+    for field in ("images", "annotations"):
+      if not isinstance(seq, dict) or not isinstance(seq.get(field), list):
+        self.report.bad("corrupt_label", path, f"no '{field}' list")
+        return None
+    return seq
+
+  def _posetrack_to_coco(self, root: str, ann_rel: str, img_rel: str) -> dict:
+    """PoseTrack 2018 ``annotations/<split>/<sequence>.json`` files -> one COCO keypoint dict.
+
+    The format (posetrack.net, read by its evaluation toolkit github.com/leonid-pishchulin/poseval;
+    restated in PoseTrack21's doc/dataset_structure.md, "the same format proposed in
+    PoseTrack18"): per sequence, ``images`` [{id (= frame_id), file_name
+    'images/<split>/<sequence>/<frame:06d>.jpg' relative to the dataset root, vid_id, nframes,
+    is_labeled, ignore_regions_x/y}] listing every frame, ``annotations`` [{id, image_id,
+    track_id, bbox x y w h, bbox_head, keypoints [x, y, v] x 17 in :data:`POSETRACK_JOINTS`
+    order, v 1 annotated / 0 not (PoseTrack marks no occlusion)}] and ``categories``. Here: only
+    frames with ``is_labeled`` true are kept (persons on other frames: ``unlabelled_frame``);
+    v 1 -> 2, 0 -> 0 (x, y = 0), other values -> -1 (reported as out of range); an empty
+    ``keypoints`` list (head-box-only persons) -> all zeros (dropped as ``no_keypoints``); box =
+    ``bbox`` as published (the labelled joints' box + :data:`JOINT_BOX_PAD` where missing),
+    area = w * h. Ids as published (unique over the whole set: image id = '1' + the 6-digit
+    video number + the 4-digit frame, annotation id = image id * 100 + person); a file repeating
+    an image id of an earlier one is reported and skipped. Each image carries ``video_id`` (the
+    sequence: the json's name) and ``frame_index`` (the frame number in ``file_name``);
+    ``file_name`` is made relative to ``img_rel``. ``ignore_regions`` (unannotated people) are
+    not needed for top-down crops and not read.
+    """
+    images, anns, seen = [], [], set()
+    for path in self._sequence_files(root, ann_rel):
+      seq = self._read_sequence(path)
+      if seq is None:
+        continue
+      try:
+        frames = {int(im["id"]): str(im["file_name"]) for im in seq["images"]
+                  if im.get("is_labeled")}
+      except (KeyError, TypeError, ValueError, AttributeError) as e:
+        self.report.bad("corrupt_label", path, f"images: missing or malformed field {e}")
+        continue
+      if seen & frames.keys():
+        self.report.bad("duplicate_id", path, f"image ids {sorted(seen & frames.keys())[:3]} "
+                        "already used by another sequence file")
+        continue
+      seen |= frames.keys()
+      video = os.path.basename(path)[:-len(".json")]
+      for image_id, name in frames.items():
+        images.append({"id": image_id, "file_name": os.path.relpath(name, img_rel),
+                       "video_id": video, "frame_index": _frame_number(name)})
+      for a in seq["annotations"]:
+        try:
+          ann_id, image_id = int(a["id"]), int(a["image_id"])
+          kp = np.asarray(a.get("keypoints") or [0.0] * 3 * len(POSETRACK_JOINTS), np.float64)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+          self.report.bad("corrupt_label", path, f"annotations: missing or malformed field {e}")
+          continue
+        if image_id not in frames:
+          self.report.drop("unlabelled_frame")
+          continue
+        if kp.shape != (3 * len(POSETRACK_JOINTS),):
+          self.report.bad("keypoint_count", path, f"annotation {ann_id}: {kp.size} keypoint "
+                          f"values, expected 3 x {len(POSETRACK_JOINTS)}")
+          continue
+        kp = kp.reshape(-1, 3)
+        v = np.select([kp[:, 2] == 1, kp[:, 2] == 0], [2, 0], -1)
+        anns.append(_joint_box_ann(ann_id, image_id, kp[:, :2], v, a.get("bbox")))
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(POSETRACK_JOINTS)}]}
+
+  def _jrdb_to_coco(self, root: str, ann_rel: str, img_rel: str) -> dict:
+    """JRDB-Pose ``labels/labels_2d_pose_stitched_coco/<sequence>.json`` -> one COCO dict.
+
+    The format (JRDB 2022 'train_dataset_with_activity' download, jrdb.erc.monash.edu; the JRDB
+    toolkit's pose_eval reads these files and ships one, github.com/JRDB-dataset/jrdb_toolkit
+    pose_eval/labels_2d_pose_stitched_coco/meyer-green-2019-03-16_0.json): per sequence,
+    ``images`` [{id 1.., file_name 'image_stitched/<sequence>/<frame:06d>.jpg' relative to
+    ``images/``, width, height}] (every frame; the toolkit's copy says 752 x 480, the individual
+    cameras' size, for 3760 px wide panoramas, so sizes are never taken from the json),
+    ``annotations`` [{id, image_id, track_id, category_id 1, is_crowd, keypoints [x, y, v] x 17
+    in :data:`JRDB_JOINTS` order, num_keypoints}] (no person box: the toolkit derives one from
+    the joints) and ``categories``. v: 0 invisible, 1 occluded, 2 visible (the JRDB-Pose paper's
+    three visibility labels; the numeric codes are inferred from the released files, where 2 is
+    the most common and x, y are given for all three, and from third-party readers, not from
+    a published spec) -> COCO's 0 (x, y zeroed: no loss uses them), 1, 2; other values -> -1
+    (reported). Box = the labelled joints' tight box + :data:`JOINT_BOX_PAD` (a published
+    ``bbox``, if any, is used instead, read as COCO's x, y, w, h), area = w * h. A person whose
+    labelled joints span more than half the image width straddles the panorama's seam (joints
+    at both ends; the toolkit's box code special-cases such persons) and is dropped
+    (``wraps_seam``). Joints are
+    reordered by the config's ``keep_joints`` (:data:`JRDB_TO_HUMANBENCH`) when read. Ids:
+    image_id = sequence number * 10 * :data:`VIDEO_ID_STRIDE` + the json's image id
+    (sequences numbered 1.. in name order; every json restarts its ids at 1), instance_id =
+    1-based running number of the annotations in file order; ``video_id`` = the sequence (the
+    json's name), ``frame_index`` = the frame number in ``file_name``.
+
+    Unconfirmed: posepile (github.com/isarandi/posepile, datasets2d/jrdb) shifts the frames of
+    the individual-camera labels (labels_2d_pose_coco) by 2 ("annotations are mismatched with
+    the frames in the released dataset"); nothing says so of the stitched labels read here, and
+    no shift is applied.
+    """
+    from PIL import Image
+    img_dir = os.path.join(root, img_rel)
+    widths: dict[str, int | None] = {}
+
+    def width(name):
+      if name not in widths:
+        try:
+          with Image.open(os.path.join(img_dir, name)) as im:   # header only
+            widths[name] = im.width
+        except (OSError, ValueError):
+          widths[name] = None   # the record reader reports the image
+      return widths[name]
+
+    images, anns, n = [], [], 0
+    for s, path in enumerate(self._sequence_files(root, ann_rel), 1):
+      seq = self._read_sequence(path)
+      if seq is None:
+        continue
+      try:
+        frames = {int(im["id"]): str(im["file_name"]) for im in seq["images"]}
+      except (KeyError, TypeError, ValueError, AttributeError) as e:
+        self.report.bad("corrupt_label", path, f"images: missing or malformed field {e}")
+        continue
+      if any(not 0 < i < 10 * VIDEO_ID_STRIDE for i in frames):
+        self.report.bad("corrupt_label", path, f"images: ids outside 1..{10 * VIDEO_ID_STRIDE - 1}")
+        continue
+      video = os.path.basename(path)[:-len(".json")]
+      base = s * 10 * VIDEO_ID_STRIDE
+      for i, name in frames.items():
+        images.append({"id": base + i, "file_name": name, "video_id": video,
+                       "frame_index": _frame_number(name)})
+      for a in seq["annotations"]:
+        n += 1
+        try:
+          local = int(a["image_id"])
+          kp = np.asarray(a["keypoints"], np.float64)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+          self.report.bad("corrupt_label", path, f"annotations: missing or malformed field {e}")
+          continue
+        if local not in frames:
+          self.report.bad("unknown_image_id", path, f"annotation {a.get('id')}: image_id {local}")
+          continue
+        if kp.shape != (3 * len(JRDB_JOINTS),):
+          self.report.bad("keypoint_count", path, f"annotation {a.get('id')}: {kp.size} "
+                          f"keypoint values, expected 3 x {len(JRDB_JOINTS)}")
+          continue
+        kp = kp.reshape(-1, 3)
+        v = np.select([kp[:, 2] == 2, kp[:, 2] == 1, kp[:, 2] == 0], [2, 1, 0], -1)
+        xs = kp[v > 0, 0]
+        w = width(frames[local]) if xs.size else None
+        if w is not None and xs.max() - xs.min() > w / 2:
+          self.report.drop("wraps_seam")
+          continue
+        ann = _joint_box_ann(n, base + local, kp[:, :2], v, a.get("bbox"))
+        ann["iscrowd"] = int(bool(a.get("is_crowd", a.get("iscrowd", 0))))
+        anns.append(ann)
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(JRDB_JOINTS)}]}
+
   # ---- MPII -------------------------------------------------------------------------------
   def _mpii(self, root, ann_rel, img_rel):
     path = os.path.join(root, ann_rel)
@@ -761,13 +1011,23 @@ def _natural_key(name: str):
   return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
 
 
-def _joint_box_ann(ann_id: int, image_id: int, xy: np.ndarray, v: np.ndarray) -> dict:
-  """COCO annotation of joints ``xy`` [K, 2] with visibility ``v`` [K] (0 or 2) and no published
-  box: bbox = the labelled joints' tight box widened by :data:`JOINT_BOX_PAD` of its size on
-  every side (all zeros when no joint is labelled: the reader drops it as ``no_keypoints``)."""
+def _frame_number(file_name: str):
+  """'<...>/000012.jpg' -> 12; a name that is not a number stays text (ordered naturally)."""
+  stem = os.path.splitext(os.path.basename(file_name))[0]
+  return int(stem) if stem.isdigit() else stem
+
+
+def _joint_box_ann(ann_id: int, image_id: int, xy: np.ndarray, v: np.ndarray,
+                   published=None) -> dict:
+  """COCO annotation of joints ``xy`` [K, 2] with visibility ``v`` [K] (0 unlabelled: x, y set
+  to 0; 1 or 2 labelled): bbox = ``published`` (x, y, w, h) when it is 4 numbers, else the
+  labelled joints' tight box widened by :data:`JOINT_BOX_PAD` of its size on every side (all
+  zeros when no joint is labelled: the reader drops it as ``no_keypoints``)."""
   xy = np.where(v[:, None] > 0, np.nan_to_num(xy), 0.0)
   box = [0.0, 0.0, 0.0, 0.0]
-  if (v > 0).any():
+  if isinstance(published, (list, tuple)) and len(published) == 4:
+    box = [float(t) for t in published]
+  elif (v > 0).any():
     lo, hi = xy[v > 0].min(0), xy[v > 0].max(0)
     pad = (hi - lo) * JOINT_BOX_PAD
     lo, hi = lo - pad, hi + pad

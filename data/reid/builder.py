@@ -9,6 +9,16 @@ them. ``camera_id`` is the camera number as written in the source (Market ``c3``
 the source has none (LaST, which has none, numbers its evaluation images one camera each; PRCC's
 letters A/B/C are 0/1/2). Standard protocol: junk (id -1) is dropped everywhere, distractors
 (id 0) are kept in the gallery only.
+
+Merged configs (``reid_4sets_native``, ``last_prcc_dgmarket_native``) read the train splits of
+several of the readers above side by side, each source from its publisher's folder under
+``manual_dir`` (the preparation root; folder names tried in order, exactly, then ignoring case),
+as ``detection/det_5set`` does. Train split only. Each source's ids are re-packed to 0..n-1 as in
+its own config and offset by the ids of the sources before it, so the ids are contiguous
+0..N-1 in source order; ``camera_id`` stays the source's; ``filename`` is the path relative to
+``manual_dir``, i.e. prefixed by the source's folder. ``metadata.json``: ``num_train_ids`` (what
+training reads as ``num_classes``), ``num_classes`` (the same number) and ``sources`` (per source,
+in order: ``name``, ``folder``, ``id_start``, ``id_stop`` (exclusive), ``num_ids``, ``num_images``).
 """
 from __future__ import annotations
 
@@ -38,12 +48,58 @@ _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 @dataclasses.dataclass
 class ReidConfig(tfds.core.BuilderConfig):
-  """``layout``: 'market' | 'msmt' | 'sensereid' | 'lists' | 'last' | 'prcc' | 'dgmarket';
-  ``subdir``: folder under manual_dir that holds the Market-style folders (CUHK03-NP 'detected' /
-  'labeled')."""
+  """``layout``: 'market' | 'msmt' | 'sensereid' | 'lists' | 'last' | 'prcc' | 'dgmarket' |
+  'merged'; ``subdir``: folder under manual_dir that holds the Market-style folders (CUHK03-NP
+  'detected' / 'labeled'); ``sources`` (layout 'merged'): the :class:`ReidSource` read side by
+  side, in id order."""
   layout: str = "market"
   subdir: str = ""
   msmt_train_includes_val: bool = True
+  sources: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReidSource:
+  """One source of a merged config: its train split read with the single-source reader of
+  ``layout`` from the first of ``folders`` found under manual_dir (``subdir`` as
+  :class:`ReidConfig`'s); ``download`` names where to get it."""
+  name: str
+  folders: tuple
+  layout: str
+  subdir: str = ""
+  download: str = ""
+
+
+# The authors' reid_4sets row (B-yaml task 20: market1501, dukemtmc-reid, cuhk03_1, MSMT17_V1
+# lists, in this order): 751 + 702 + 767 + 1041 = 3261 ids.
+REID_4SETS_SOURCES = (
+    ReidSource("market1501", ("Market-1501-v15.09.15", "Market-1501", "market1501"), "market",
+               download="https://zheng-lab.cecs.anu.edu.au/Project/project_reid.html "
+                        "(Market-1501-v15.09.15.zip)"),
+    ReidSource("dukemtmc", ("DukeMTMC-reID", "dukemtmc-reid", "DukeMTMC"), "market",
+               download="https://github.com/layumi/DukeMTMC-reID_evaluation (DukeMTMC-reID.zip; "
+                        "withdrawn by its publisher)"),
+    ReidSource("cuhk03_np_labeled", ("cuhk03-np", "cuhk03_np", "CUHK03-NP"), "market",
+               subdir="labeled",
+               download="https://github.com/zhunzhong07/person-re-ranking/tree/master/CUHK03-NP "
+                        "(cuhk03-np.zip: labeled/ and detected/)"),
+    ReidSource("msmt17", ("MSMT17_V1", "MSMT17_V2", "MSMT17"), "msmt",
+               download="https://www.pkuvmc.com/dataset.html (MSMT17, by request)"),
+)
+# The authors' reid_LaST_PRCC_DGMarket row (B-yaml task 21: DG-Market, PRCC train, LaST lists,
+# in this order; out_features 5901 "# 751+5150": DG-Market's 751 Market-1501 ids, then PRCC's 150
+# and LaST's 5000 train ids).
+LAST_PRCC_DGMARKET_SOURCES = (
+    ReidSource("dg_market", ("DG-Market", "DGMarket", "dg_market"), "dgmarket",
+               download="https://github.com/NVlabs/DG-Net#dg-market (DG-Market.zip)"),
+    ReidSource("prcc", ("prcc", "PRCC"), "prcc",
+               download="http://www.isee-ai.cn/~yangqize/clothing.html (PRCC, Yang et al., "
+                        "TPAMI 2021; the folder holding rgb/)"),
+    ReidSource("last", ("last", "LaST"), "last", download="https://github.com/shuxjweb/last"),
+)
+# MSMT17_V2 (faces masked) names its image folders mask_train_v2 / mask_test_v2 next to the same
+# list files (as third-party loaders read it; not confirmed from the publisher's own readme).
+_MSMT_TRAIN_DIRS = ("train", "mask_train_v2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +138,18 @@ class Reid(common.HumanBenchBuilder):
       ReidConfig(name="dg_market", layout="dgmarket",
                  description="DG-Market (github.com/NVlabs/DG-Net#dg-market) as distributed: "
                              "one folder of generated images, train only."),
+      # MSMT17 without list_val.txt: the authors' 67,070 images (REFERENCE §4.7) are Market
+      # 12,936 + Duke 16,522 + CUHK03-NP labelled 7,368 + MSMT17 list_train 30,248 (= 67,074);
+      # with list_val (2,373 more images of the same 1041 ids) it would be 69,447.
+      ReidConfig(name="reid_4sets_native", layout="merged", sources=REID_4SETS_SOURCES,
+                 msmt_train_includes_val=False,
+                 description="The authors' reid_4sets: Market-1501, DukeMTMC-reID, CUHK03-NP "
+                             "(labelled) and MSMT17 train splits side by side, ids offset per "
+                             "source (3261 ids)."),
+      ReidConfig(name="last_prcc_dgmarket_native", layout="merged",
+                 sources=LAST_PRCC_DGMARKET_SOURCES,
+                 description="The authors' reid_LaST_PRCC_DGMarket: DG-Market, PRCC train and "
+                             "LaST train side by side, ids offset per source (5901 ids)."),
   ]
 
   def _features(self):
@@ -95,6 +163,12 @@ class Reid(common.HumanBenchBuilder):
 
   @classmethod
   def layout(cls, config):
+    if config.layout == "merged":
+      out = {}
+      for src in config.sources:
+        for rel, what in _train_layout(src, config.msmt_train_includes_val).items():
+          out[f"{src.folders[0]}/{rel}"] = f"{src.name}: {what}"
+      return out
     s = config.subdir + "/" if config.subdir else ""
     if config.layout == "market":
       return {
@@ -147,6 +221,13 @@ class Reid(common.HumanBenchBuilder):
 
   def _required(self, root):
     c = self.builder_config
+    if c.layout == "merged":
+      out = []
+      for src in c.sources:
+        folder = _find_folder(root, src.folders)
+        src_root = os.path.join(root, folder) if folder else None
+        out += [f"{folder or src.folders[0]}/{p}" for p in self._source_required(src, src_root)]
+      return out
     s = c.subdir + "/" if c.subdir else ""
     if c.layout == "market":
       return [f"{s}bounding_box_train", f"{s}bounding_box_test", f"{s}query"]
@@ -167,7 +248,58 @@ class Reid(common.HumanBenchBuilder):
       return []
     return ["fileList.txt", "metaList.txt"]
 
+  def _source_required(self, src: ReidSource, src_root: str | None) -> list[str]:
+    """Paths (relative to the source's folder) its train split needs; ``src_root`` None when
+    the folder itself is missing."""
+    if src.layout == "market":
+      return [f"{src.subdir}/bounding_box_train" if src.subdir else "bounding_box_train"]
+    if src.layout == "msmt":
+      lists = ["list_train.txt"] + (["list_val.txt"] if self.builder_config.msmt_train_includes_val
+                                    else [])
+      return lists + [_msmt_train_dir(src_root)]
+    if src.layout == "prcc":
+      return ["rgb/train"]
+    if src.layout == "last":
+      return ["train"]
+    if src.layout == "dgmarket":
+      return ([] if src_root and _image_files(src_root, None)
+              else ["<s>_<id>_gan<Market-1501 name>.jpg (no image found)"])
+    raise ValueError(f"reid source {src.name}: layout {src.layout!r} has no train reader")
+
+  def check_layout(self, root: str) -> None:
+    """Merged configs: one line per source that is missing (folder names tried, download site)
+    or incomplete (the paths it lacks), then the whole expected layout."""
+    c = self.builder_config
+    if c.layout != "merged":
+      return super().check_layout(root)
+    problems = []
+    for src in c.sources:
+      folder = _find_folder(root, src.folders)
+      tried = ", ".join(f"'{f}'" for f in src.folders)
+      if folder is None:
+        need = ", ".join(f"{src.folders[0]}/{p}" for p in self._source_required(src, None))
+        problems.append(f"source {src.name}: no folder {tried} (tried in this order, exactly "
+                        f"then ignoring case); expected {need}; download: {src.download}")
+        continue
+      src_root = os.path.join(root, folder)
+      missing = [f"{folder}/{p}" for p in self._source_required(src, src_root)
+                 if not os.path.exists(os.path.join(src_root, p))]
+      if missing:
+        problems.append(f"source {src.name}: folder {folder}/ lacks {', '.join(missing)} "
+                        f"(folder names tried: {tried}); download: {src.download}")
+    if problems:
+      raise common.MissingInputError(common.missing_message(
+          self.name, c, root, problems, type(self).layout(c)))
+
   def _static_metadata(self):
+    if self.builder_config.layout == "merged":
+      return {"layout": "merged",
+              "source_order": [src.name for src in self.builder_config.sources],
+              "person_id": "train ids re-packed per source (sorted source ids) and offset by the "
+                           "ids of the sources before it: contiguous 0..N-1 in source order "
+                           "(ranges in 'sources')",
+              "camera_id": "each source's own: the camera number (Market-style, MSMT17), the "
+                           "PRCC letter A/B/C as 0/1/2, -1 for LaST and DG-Market"}
     camera = {"last": "LaST has no cameras: query/gallery image i gets camera i (gallery after "
                       "the query), so no true match is removed as same-camera; train -1",
               "prcc": "the PRCC camera letter: A 0, B 1, C 2",
@@ -217,15 +349,16 @@ class Reid(common.HumanBenchBuilder):
       train += self._id_list(root, d, g)
     return {"train": train}
 
-  def _keep(self, role: str, pid: int) -> bool:
+  def _keep(self, role: str, pid: int, layout: str | None = None) -> bool:
     """Market-1501 protocol: junk (-1) everywhere out, distractors (0) only in the gallery.
 
-    Id 0 means distractor only in Market-style names; MSMT17 and the lists use 0 as a person.
+    Id 0 means distractor only in Market-style names (``layout``, default the config's);
+    MSMT17 and the lists use 0 as a person.
     """
     if pid == -1:
       self.report.drop(f"junk_{role}")
       return False
-    if pid == 0 and role != "gallery" and self.builder_config.layout == "market":
+    if pid == 0 and role != "gallery" and (layout or self.builder_config.layout) == "market":
       self.report.drop(f"distractor_{role}")
       return False
     return True
@@ -241,7 +374,7 @@ class Reid(common.HumanBenchBuilder):
                         "expected PID_cCAM...")
         continue
       pid, cam = int(m.group(1)), int(m.group(2))
-      if self._keep(role, pid):
+      if self._keep(role, pid, "market"):
         items.append(_Item(role, f"{rel}/{name}", pid, cam))
     return items
 
@@ -367,7 +500,60 @@ class Reid(common.HumanBenchBuilder):
 
   # ---- generation -----------------------------------------------------------------------------
   def _splits(self, root):
+    if self.builder_config.layout == "merged":
+      return {"train": self._merged(root)}
     return {split: self._examples(root, items) for split, items in self._items(root).items()}
+
+  def _source_train_items(self, src: ReidSource, src_root: str) -> list[_Item]:
+    """The train split of one merged source, read by its single-source reader (paths relative
+    to ``src_root``)."""
+    if src.layout == "market":
+      s = src.subdir + "/" if src.subdir else ""
+      return self._market_dir(src_root, f"{s}bounding_box_train", "train")
+    if src.layout == "msmt":
+      image_dir = _msmt_train_dir(src_root)
+      items = self._msmt_list(src_root, "list_train.txt", image_dir, "train")
+      if self.builder_config.msmt_train_includes_val:
+        items += self._msmt_list(src_root, "list_val.txt", image_dir, "train")
+      return items
+    if src.layout == "prcc":
+      return self._prcc_train(src_root)
+    if src.layout == "last":
+      return self._last_dir(src_root, "train", "train")
+    if src.layout == "dgmarket":
+      return self._dg_market(src_root)
+    raise ValueError(f"reid source {src.name}: layout {src.layout!r} has no train reader")
+
+  def _merged(self, root: str) -> Iterator[tuple[str, dict]]:
+    """The sources' train records in turn; ids packed per source and offset (module doc)."""
+    chosen, summary, offset = [], [], 0
+    for src in self.builder_config.sources:
+      folder = _find_folder(root, src.folders)
+      src_root = os.path.join(root, folder)
+      items = sorted(self._source_train_items(src, src_root), key=lambda it: it.relpath)
+      # Validate first so that ids whose every image is unreadable leave no hole in the range.
+      items = [it for it in items
+               if common.load_image(os.path.join(src_root, it.relpath), self.report) is not None]
+      if not items:
+        self.report.bad("empty_source", src_root, f"source {src.name}: no train image left")
+      ids = sorted({it.pid for it in items})
+      packed = {pid: offset + i for i, pid in enumerate(ids)}
+      summary.append({"name": src.name, "folder": folder, "id_start": offset,
+                      "id_stop": offset + len(ids), "num_ids": len(ids),
+                      "num_images": len(items)})
+      chosen.append((folder, src_root, items, packed))
+      offset += len(ids)
+    self.info.metadata["num_train_ids"] = offset
+    self.info.metadata["num_classes"] = offset
+    self.info.metadata["sources"] = summary
+    for folder, src_root, items, packed in chosen:
+      for it in items:
+        img = common.load_image(os.path.join(src_root, it.relpath), self.report)
+        if img is None:
+          continue
+        rel = f"{folder}/{it.relpath}"
+        yield rel, {"image": img.data, "person_id": packed[it.pid], "camera_id": it.camera,
+                    "role": "train", "filename": rel}
 
   def _examples(self, root: str, items: list[_Item]) -> Iterator[tuple[str, dict]]:
     items = sorted(items, key=lambda it: it.relpath)
@@ -399,6 +585,51 @@ def _image_files(folder: str, depth: int | None = 1) -> list[str]:
     if depth is None or level + 1 == depth:
       out += [os.path.join(dirpath, n) for n in filenames if n.lower().endswith(_IMAGE_EXT)]
   return sorted(out)
+
+
+def _train_layout(src: ReidSource, msmt_includes_val: bool) -> dict[str, str]:
+  """{path relative to the source's folder: what it holds} of one merged source's train split."""
+  if src.layout == "market":
+    s = src.subdir + "/" if src.subdir else ""
+    return {f"{s}bounding_box_train/PID_cCAM*.jpg": "train images (PID -1 junk, 0 distractor)"}
+  if src.layout == "msmt":
+    out = {"list_train.txt": "'<path under train/> <pid>' per line",
+           "train/": "train images (MSMT17_V2: mask_train_v2/)"}
+    if msmt_includes_val:
+      out["list_val.txt"] = "same format, merged into train"
+    return out
+  if src.layout == "prcc":
+    return {"rgb/train/<pid>/<A|B|C>_*.jpg": "train images (camera = the name's letter)"}
+  if src.layout == "last":
+    return {"train/<pid>/<pid>_*.jpg": "train images (PID = first '_' field of the name)"}
+  if src.layout == "dgmarket":
+    return {"<s>_<id>_gan<Market-1501 name>.jpg": "generated images, any depth (PID = the Market "
+                                                  "PID after 'gan')"}
+  raise ValueError(f"reid source {src.name}: layout {src.layout!r} has no train reader")
+
+
+def _msmt_train_dir(src_root: str | None) -> str:
+  """MSMT17's train image folder: 'train' (V1) or 'mask_train_v2' (V2), the first present."""
+  for d in _MSMT_TRAIN_DIRS:
+    if src_root and os.path.isdir(os.path.join(src_root, d)):
+      return d
+  return _MSMT_TRAIN_DIRS[0]
+
+
+def _find_folder(root: str, folders) -> str | None:
+  """The first of ``folders`` that is a folder under ``root``, matched exactly, then ignoring
+  case; None if there is none."""
+  try:
+    entries = {e.lower(): e for e in os.listdir(root)}
+  except (FileNotFoundError, NotADirectoryError):
+    return None
+  for name in folders:
+    if os.path.isdir(os.path.join(root, name)):
+      return name
+    found = entries.get(name.lower())
+    if found is not None and os.path.isdir(os.path.join(root, found)):
+      return found
+  return None
 
 
 def _list_dirs(root: str) -> list[str]:

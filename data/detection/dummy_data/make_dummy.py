@@ -1,5 +1,7 @@
 """Writes the detection dummy data (CrowdHuman .odgt, COCO-format json, and the publishers' own
-layouts of CityPersons, WiderPerson, EuroCity Persons and the det_5set sources side by side).
+layouts of CityPersons, WiderPerson, EuroCity Persons, WIDER Pedestrian 2019 and the det_5set
+sources side by side: det_5set with WIDER Pedestrian as a COCO json, det_5set_native with every
+source native).
 Run from the repo root: ``python -m data.detection.dummy_data.make_dummy``."""
 import json
 import os
@@ -118,6 +120,47 @@ def write_ecp(root):
                       32, 40)
 
 
+def write_wider_pedestrian(root):
+  """WIDER Pedestrian 2019: Annotations/<split>_{bbox,ignore,list}.txt ('<name> x y w h ...'),
+  train images in sur_train/ and ad_train/ad_0k/, val images in val_data/."""
+  train_bbox = [
+      # person (a fifth under the [0, 0, 4, 32] region) and one inside the [18, 2, 14, 20]
+      # region (ignored: covered more than half)
+      ("sur00001.jpg", [(2, 3, 10, 20), (20, 4, 8, 16)]),
+      ("ad00001.jpg", [(6, 2, 9, 18)]),
+      ("ad00002.jpg", [(30, 20, 20, 20)]),       # clipped to the 40x32 image: [30, 20, 40, 32]
+  ]
+  train_ignore = [("sur00001.jpg", [(18, 2, 14, 20), (0, 0, 4, 32)]),
+                  ("sur00002.jpg", [(0, 0, 8, 8)])]     # ignore regions only
+  train_list = ["sur00001.jpg", "sur00002.jpg", "ad00001.jpg", "ad00002.jpg",
+                "ad00003.jpg"]                          # ad00003: no boxes at all
+  val_bbox = [("sur00100.jpg", [(4, 4, 12, 20)])]
+  val_ignore = [("ad00100.jpg", [(1, 1, 5, 5)])]
+  val_list = ["sur00100.jpg", "ad00100.jpg"]
+
+  def line(name, boxes):
+    return " ".join([name] + [str(v) for b in boxes for v in b])
+
+  ann = os.path.join(root, "Annotations")
+  dummy.write_text(os.path.join(ann, "train_bbox.txt"), [line(*e) for e in train_bbox])
+  dummy.write_text(os.path.join(ann, "train_ignore.txt"), [line(*e) for e in train_ignore])
+  dummy.write_text(os.path.join(ann, "train_list.txt"), train_list)
+  dummy.write_text(os.path.join(ann, "val_bbox.txt"), [line(*e) for e in val_bbox])
+  dummy.write_text(os.path.join(ann, "val_ignore.txt"), [line(*e) for e in val_ignore])
+  dummy.write_text(os.path.join(ann, "val_list.txt"), val_list)
+  dummy.write_text(os.path.join(ann, "test_list.txt"), ["sur00200.jpg"])   # not read
+  folders = {"sur00001.jpg": "sur_train", "sur00002.jpg": "sur_train",
+             "ad00001.jpg": "ad_train/ad_01", "ad00002.jpg": "ad_train/ad_02",
+             "ad00003.jpg": "ad_train/ad_03", "sur00100.jpg": "val_data",
+             "ad00100.jpg": "val_data"}
+  for i, (name, folder) in enumerate(sorted(folders.items())):
+    dummy.write_image(os.path.join(root, folder, name), 880 + i, 32, 40)
+
+
+def wider_pedestrian_native():
+  write_wider_pedestrian(dummy.fresh(os.path.join(HERE, "wider_pedestrian_native")))
+
+
 def citypersons_native():
   write_citypersons(dummy.fresh(os.path.join(HERE, "citypersons_native")))
 
@@ -131,8 +174,29 @@ def ecp_native():
 
 
 def det_5set():
-  """The five sources side by side, in their publishers' folder names."""
+  """The five sources side by side, in their publishers' folder names; WIDER Pedestrian as a
+  COCO-format json (the fallback layout)."""
   root = dummy.fresh(os.path.join(HERE, "det_5set"))
+  write_det_5set_common(root)
+  wp = os.path.join(root, "WIDER_Pedestrian")
+  dummy.write_json(os.path.join(wp, "annotations", "train.json"), {
+      "images": [{"id": 1, "file_name": "ad_00001.jpg", "height": 32, "width": 40}],
+      "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [6, 2, 9, 18],
+                       "iscrowd": 0}],
+      "categories": [{"id": 1, "name": "person"}]})
+  dummy.write_image(os.path.join(wp, "images", "ad_00001.jpg"), 870, 32, 40)
+
+
+def det_5set_native():
+  """The five sources side by side, every one in its publisher's own layout (WIDER Pedestrian
+  2019 native)."""
+  root = dummy.fresh(os.path.join(HERE, "det_5set_native"))
+  write_det_5set_common(root)
+  write_wider_pedestrian(os.path.join(root, "WIDER_Pedestrian"))
+
+
+def write_det_5set_common(root):
+  """WiderPerson, ECP, CityPersons and COCO persons under ``root``."""
   write_widerperson(os.path.join(root, "WiderPerson"))
   write_ecp(os.path.join(root, "ECP"))
   write_citypersons(os.path.join(root, "CityPersons"))
@@ -148,13 +212,6 @@ def det_5set():
       "categories": [{"id": 1, "name": "person"}]})
   for i, name in enumerate(("000000000139.jpg", "000000000285.jpg")):
     dummy.write_image(os.path.join(coco, "train2017", name), 850 + i, 32, 40)
-  wp = os.path.join(root, "WIDER_Pedestrian")
-  dummy.write_json(os.path.join(wp, "annotations", "train.json"), {
-      "images": [{"id": 1, "file_name": "ad_00001.jpg", "height": 32, "width": 40}],
-      "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [6, 2, 9, 18],
-                       "iscrowd": 0}],
-      "categories": [{"id": 1, "name": "person"}]})
-  dummy.write_image(os.path.join(wp, "images", "ad_00001.jpg"), 870, 32, 40)
 
 
 if __name__ == "__main__":
@@ -163,4 +220,6 @@ if __name__ == "__main__":
   citypersons_native()
   widerperson_native()
   ecp_native()
+  wider_pedestrian_native()
   det_5set()
+  det_5set_native()

@@ -1,8 +1,10 @@
-"""Writes the parsing dummy data (LIP and H3.6M layouts; DeepFashion2 and ModaNet as their
-publishers distribute them). Run from the repo root:
+"""Writes the parsing dummy data (LIP and H3.6M layouts; DeepFashion2, ModaNet, VIP, PaperDoll
+and Human3.6M as their publishers distribute them). Run from the repo root:
 ``python -m data.parsing.dummy_data.make_dummy``."""
+import json
 import os
 
+import h5py
 import numpy as np
 
 from data import dummy
@@ -118,8 +120,111 @@ def modanet_native():
     dummy.write_image(os.path.join(root, "images", im["file_name"]), 800 + i, 32, 24)
 
 
+def vip_native():
+  """VIP_Fine/ as its archive extracts (sysu-hcp.net/lip/overview.php, "2.3 Video Multi-Person
+  Human Parsing"): Images/<video>/<frame>.jpg, Annotations/Category_ids/<video>/<frame>.png
+  and lists/<split>_id.txt with ids '<video>/<frame>' (the names HCPLab-SYSU/ATEN's vip.py and
+  the PATH data notes use). One frame in 25 is annotated, so annotated frames are numbered 1,
+  26, 51, ... (12 digits). The release also has Annotations/Human_ids, Instance_ids (not read)."""
+  root = os.path.join(dummy.fresh(os.path.join(HERE, "vip_native")), "VIP_Fine")
+  # videos1: 10 annotated frames (1-in-8 sampling keeps ranks 0 and 8); videos2: 3; val: 2.
+  videos = {"train": {"videos1": 10, "videos2": 3}, "val": {"videos3": 2}}
+  seed = 900
+  for split, vids in videos.items():
+    ids = []
+    for video, n in vids.items():
+      for k in range(n):
+        id_ = f"{video}/{1 + 25 * k:012d}"
+        ids.append(id_)
+        dummy.write_image(os.path.join(root, "Images", f"{id_}.jpg"), seed, 32, 24)
+        dummy.write_label(os.path.join(root, "Annotations", "Category_ids", f"{id_}.png"),
+                          label_map(seed, [0, 2, 5, 13, 14, 15, 19]))
+        seed += 1
+    dummy.write_text(os.path.join(root, "lists", f"{split}_id.txt"), ids)
+
+
+def paperdoll_native():
+  """The HumanBench authors' PaperDoll folder: images/<id>.jpg (PaperDoll photos, from
+  github.com/kyamagu/paperdoll photos.lmdb, key = photo id) and
+  TrainVal_parsing_annotations/<id>.png (20-class maps). The publisher ships no pixel labels."""
+  root = dummy.fresh(os.path.join(HERE, "paperdoll_native"))
+  for i, id_ in enumerate(["1000001", "1000002", "1000010", "1000004"]):
+    # 1000004: a photo without a label map (not a record).
+    dummy.write_image(os.path.join(root, "images", f"{id_}.jpg"), 950 + i, 32, 24)
+  for i, id_ in enumerate(["1000001", "1000002", "1000010", "1000003"]):
+    # 1000003: a label map without its photo (skipped: missing_image).
+    dummy.write_label(os.path.join(root, "TrainVal_parsing_annotations", f"{id_}.png"),
+                      label_map(950 + i, [0, 1, 2, 5, 9, 14, 15, 18, 19]))
+
+
+def write_matlab73_cells(path, name, maps, dtype=np.uint8):
+  """A MATLAB v7.3 MAT-file (HDF5 with MATLAB's 512-byte header block) holding the cell
+  ``name`` {1 x len(maps)} of 2-D arrays: as MATLAB writes one, an (n, 1) array of object
+  references to datasets in '#refs#', each stored column-major (h5py sees [W, H])."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with h5py.File(path, "w", userblock_size=512) as f:
+    refs_group = f.create_group("#refs#")
+    refs = np.empty((len(maps), 1), dtype=h5py.ref_dtype)
+    for i, m in enumerate(maps):
+      ds = refs_group.create_dataset(f"c{i}", data=np.asarray(m, dtype).T)
+      ds.attrs["MATLAB_class"] = np.bytes_("double" if dtype == np.float64 else "uint8")
+      refs[i, 0] = ds.ref
+    cell = f.create_dataset(name, data=refs)
+    cell.attrs["MATLAB_class"] = np.bytes_("cell")
+  header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 "
+  header += b"HDF5 schema 1.00 ."
+  with open(path, "r+b") as f:
+    f.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM")
+
+
+def h36m_native():
+  """Human3.6M as released (vision.imar.ro/human3.6m), per subject S<k>:
+  MySegmentsMat/PartLabels/<Action>.<camera>.mat (cell 'Feat', one part-id map per video frame;
+  the folder and field HCMoCo's mp_parsedata.py reads) and the frames of Videos/<Action>.
+  <camera>.mp4 as data/tools/extract_frames.py writes them: Videos/<Action>.<camera>/%06d.jpg,
+  1-based (the .mp4 files themselves are not read and not written here)."""
+  root = dummy.fresh(os.path.join(HERE, "h36m_native"))
+  # subject -> [(video, label frames, extracted frame numbers, label dtype, (H, W))]
+  small = (16, 8)
+  videos = {
+      "S1": [("Directions 1.54138969", 26, range(1, 27), np.uint8, (32, 24)),  # frames 0, 25
+             ("Walking.55011271", 27, range(1, 21), np.float64, small)],   # 25: past the video
+      # Extracted with --every 50: frame 25 (file 26) is missing below the last one.
+      "S5": [("Eating.58860488", 51, (1, 51), np.uint8, small)],
+      "S6": [("Posing.60457274", 1, (1,), np.uint8, small)],             # value 59: skipped
+      "S7": [("Posing.60457274", 1, (1,), np.uint8, small)],
+      "S8": [("Posing.60457274", 1, (1,), np.uint8, small)],
+      "S9": [("Directions.54138969", 26, range(1, 27), np.uint8, (32, 24))],
+      "S11": [("Directions.54138969", 1, (1,), np.uint8, small)],
+  }
+  seed = 1000
+  for subject, vids in videos.items():
+    for video, n_labels, numbers, dtype, (h, w) in vids:
+      maps = []
+      for i in range(n_labels):
+        # Source ids: 0, 1 (right hip -> 1), 4 (not listed -> 0), 46 (head -> 20), 58 (-> 24).
+        lab = label_map(seed + i, [0, 1, 4, 46, 58], h, w)
+        lab[-2:, :] = 0  # Part maps have no ignore value.
+        if subject == "S6":
+          lab[0, 0] = 59  # 59 source ids (0..58): out of range.
+        maps.append(lab)
+      write_matlab73_cells(os.path.join(root, subject, "MySegmentsMat", "PartLabels",
+                                        f"{video}.mat"), "Feat", maps, dtype)
+      for number in numbers:
+        dummy.write_image(os.path.join(root, subject, "Videos", video, f"{number:06d}.jpg"),
+                          seed + number - 1, h, w)
+      if subject == "S5":
+        with open(os.path.join(root, subject, "Videos", video, ".extract_frames.json"), "w") as f:
+          json.dump({"video": f"{video}.mp4", "every": 50, "quality": 2, "frames": 2,
+                     "numbering": "1-based, ffmpeg decoding order"}, f)
+      seed += 100
+
+
 if __name__ == "__main__":
   lip()
   h36m()
   deepfashion2_native()
   modanet_native()
+  vip_native()
+  paperdoll_native()
+  h36m_native()

@@ -1,6 +1,6 @@
 """Writes the pose dummy data (COCO keypoint json, COCO results detections, MPII mmpose json,
-and the publishers' own layouts of AI Challenger, Halpe, Penn Action, LV-MHP v2, 3DPW and
-AIST++).
+and the publishers' own layouts of AI Challenger, Halpe, Penn Action, LV-MHP v2, 3DPW, AIST++,
+PoseTrack 2018 and JRDB-Pose).
 Run from the repo root: ``python -m data.pose.dummy_data.make_dummy``."""
 import os
 
@@ -262,6 +262,111 @@ def aist_native():
                         1100 + 10 * v + f, 24, 32)
 
 
+POSETRACK_JOINTS = ["nose", "head_bottom", "head_top", "left_ear", "right_ear", "left_shoulder",
+                    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+                    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                    "right_ankle"]
+
+
+def posetrack_native():
+  """PoseTrack 2018 as distributed (the posetrack_data folder of the label and image archives):
+  annotations/<split>/<sequence>.json, one COCO-like json per video (format: PoseTrack21's
+  doc/dataset_structure.md, "the same format proposed in PoseTrack18"; poseval reads it) with
+  every frame in ``images`` (is_labeled marks the annotated ones; file_name relative to the
+  root), ``annotations`` (keypoints [x, y, v] x 17, v 1 annotated / 0 not, ears never
+  annotated; bbox x y w h; track_id) and images/<split>/<sequence>/<frame:06d>.jpg."""
+  root = dummy.fresh(os.path.join(HERE, "posetrack_native"))
+
+  def person(seed, image_id, k, box, skip=()):
+    rng = np.random.default_rng(seed)
+    kp = np.zeros((17, 3))
+    kp[:, 0] = rng.uniform(box[0] + 1, box[0] + box[2] - 1, 17).round(1)
+    kp[:, 1] = rng.uniform(box[1] + 1, box[1] + box[3] - 1, 17).round(1)
+    kp[:, 2] = 1
+    kp[[3, 4, *skip]] = 0          # ears never annotated; x, y, v written as 0
+    return {"bbox_head": [box[0], box[1], 6, 6], "keypoints": kp.reshape(-1).tolist(),
+            "track_id": k, "image_id": image_id, "bbox": box, "scores": [],
+            "category_id": 1, "id": image_id * 100 + k}
+
+  for split, seq, n, unlabelled in (("train", "000001_bonn_train", 11, (4,)),
+                                    ("train", "000002_mpii_train", 3, ()),
+                                    ("val", "000342_mpii_test", 3, (2,))):
+    vid = seq[:6]
+    images, anns = [], []
+    for f in range(n):
+      image_id = int(f"1{vid}{f:04d}")
+      name = f"images/{split}/{seq}/{f:06d}.jpg"
+      images.append({"has_no_densepose": True, "is_labeled": f not in unlabelled,
+                     "file_name": name, "nframes": n, "frame_id": image_id, "vid_id": vid,
+                     "id": image_id, "ignore_regions_x": [], "ignore_regions_y": []})
+      dummy.write_image(os.path.join(root, name), image_id % 100_000, 24, 32)
+      if f in unlabelled and split == "val":
+        continue                  # an unlabelled frame without persons
+      # One person per frame (frame 9: with an unlabelled left wrist), on an unlabelled frame
+      # too (dropped by the reader); in frame 0 also a head-box-only person (no keypoints).
+      anns.append(person(image_id, image_id, 0, [3.0 + f % 3, 2.0, 22.0, 20.0],
+                         skip=(9,) if f == 9 else ()))
+      if f == 0:
+        anns.append({**person(0, image_id, 1, [1.0, 1.0, 8.0, 8.0]), "keypoints": [],
+                     "bbox": [20.0, 1.0, 10.0, 9.0]})
+    dummy.write_json(os.path.join(root, "annotations", split, f"{seq}.json"), {
+        "images": images, "annotations": anns,
+        "categories": [{"supercategory": "person", "id": 1, "name": "person",
+                        "keypoints": POSETRACK_JOINTS, "skeleton": []}]})
+
+
+JRDB_JOINTS = ["head", "right eye", "left eye", "right shoulder", "center shoulder",
+               "left shoulder", "right elbow", "left elbow", "center hip", "right wrist",
+               "right hip", "left hip", "left wrist", "right knee", "left knee", "right foot",
+               "left foot"]
+
+
+def jrdb_native():
+  """JRDB-Pose as in the JRDB 2022 train download (train_dataset_with_activity): per sequence a
+  COCO-style labels/labels_2d_pose_stitched_coco/<sequence>.json (the JRDB toolkit ships one:
+  github.com/JRDB-dataset/jrdb_toolkit pose_eval/labels_2d_pose_stitched_coco/; ids restart at
+  1 in every file; the image width/height fields say 752 x 480 there, not the panorama's
+  size; annotations have track_id, is_crowd, 17 keypoints [x, y, v] with v 0 invisible /
+  1 occluded / 2 visible and x, y given for all; no bbox) and the stitched frames
+  images/image_stitched/<sequence>/<frame:06d>.jpg (here 64 x 24 instead of 3760 x 480)."""
+  root = dummy.fresh(os.path.join(HERE, "jrdb_native"))
+  width, height = 64, 24
+  n_ann = 0
+  for s, (seq, n) in enumerate((("bytes-cafe-2019-02-07_0", 10),
+                                ("gates-ai-lab-2019-02-08_0", 2))):
+    rng = np.random.default_rng(1200 + s)
+    images, anns = [], []
+    for f in range(n):
+      name = f"image_stitched/{seq}/{f:06d}.jpg"
+      images.append({"id": f + 1, "width": 752, "height": 480, "file_name": name,
+                     "license": 0, "flickr_url": "", "coco_url": "", "date_captured": 0})
+      dummy.write_image(os.path.join(root, "images", name), 1200 + 20 * s + f, height, width)
+      persons = 2 if s == 0 else 1
+      for p in range(persons):
+        kp = np.zeros((17, 3))
+        x0 = 4 + 30 * p
+        kp[:, 0] = rng.uniform(x0, x0 + 20, 17).round(1)
+        kp[:, 1] = rng.uniform(2, 21, 17).round(1)
+        kp[:, 2] = rng.choice([1, 2], 17, p=[0.3, 0.7])
+        if p == 0:
+          kp[1, 2] = 0            # right eye invisible (its x, y are still given)
+        if s == 0 and f == 3 and p == 1:
+          kp[:8, 0] = rng.uniform(1, 3, 8).round(1)    # straddles the 360° seam: joints at
+          kp[8:, 0] = rng.uniform(60, 63, 9).round(1)  # both ends of the panorama
+        n_ann += 1
+        anns.append({"id": 1900 + n_ann, "track_id": p + 1, "image_id": f + 1,
+                     "category_id": 1, "is_crowd": 0, "keypoints": kp.reshape(-1).tolist(),
+                     "num_keypoints": 17})
+    dummy.write_json(
+        os.path.join(root, "labels", "labels_2d_pose_stitched_coco", f"{seq}.json"),
+        {"licenses": [{"name": "", "id": 0, "url": ""}],
+         "info": {"description": "JRDB-Pose", "url": "https://jrdb.erc.monash.edu/",
+                  "version": "1.0", "year": "2022"},
+         "categories": [{"id": 1, "name": "person", "keypoints": JRDB_JOINTS,
+                         "skeleton": []}],
+         "images": images, "annotations": anns})
+
+
 if __name__ == "__main__":
   coco()
   posetrack()
@@ -272,3 +377,5 @@ if __name__ == "__main__":
   mhp_native()
   tdpw_native()
   aist_native()
+  posetrack_native()
+  jrdb_native()

@@ -8,7 +8,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def market():
-  root = dummy.fresh(os.path.join(HERE, "market1501"))
+  write_market(dummy.fresh(os.path.join(HERE, "market1501")))
+
+
+def write_market(root, seed=0):
+  """Market-1501 folders (bounding_box_train, query, bounding_box_test) under ``root``."""
   # (folder, name): pids 2/7/10 train; -1 junk; 0000 distractor.
   files = {
       "bounding_box_train": ["0002_c1s1_000451_01.jpg", "0002_c2s1_000551_01.jpg",
@@ -19,7 +23,6 @@ def market():
       "bounding_box_test": ["0002_c1s1_000701_03.jpg", "0010_c2s2_002201_01.jpg",
                             "0000_c4s1_000004_00.jpg", "-1_c5s1_000005_00.jpg"],
   }
-  seed = 0
   for folder, names in files.items():
     for n in names:
       dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
@@ -28,7 +31,11 @@ def market():
 
 
 def msmt():
-  root = dummy.fresh(os.path.join(HERE, "msmt17"))
+  write_msmt(dummy.fresh(os.path.join(HERE, "msmt17")))
+
+
+def write_msmt(root, seed=100):
+  """MSMT17_V1: train/, test/ and the four list files under ``root``."""
   lists = {
       "list_train.txt": ("train", [("0000/0000_000_01_0303morning_0015_0.jpg", 0),
                                    ("0000/0000_001_05_0303morning_0016_0.jpg", 0),
@@ -38,7 +45,6 @@ def msmt():
       "list_gallery.txt": ("test", [("0000/0000_003_08_0303afternoon_0002_0.jpg", 0),
                                     ("0005/0005_000_03_0304morning_0003_1.jpg", 5)]),
   }
-  seed = 100
   for lname, (folder, entries) in lists.items():
     for rel, _ in entries:
       dummy.write_image(os.path.join(root, folder, rel), seed, 32, 16)
@@ -67,10 +73,13 @@ def id_lists():
 
 
 def last():
+  write_last(dummy.fresh(os.path.join(HERE, "last")))
+
+
+def write_last(root, seed=400):
   """LaST (github.com/shuxjweb/last): pid folders under train/ and */gallery/, flat */query/.
   Names '<pid>_<clothes>_<movie>_<frame>.jpg' stand in for the real ones (only the first '_'
   field is read)."""
-  root = dummy.fresh(os.path.join(HERE, "last"))
   files = {
       "train": ["000120/000120_0_tt0001_000101.jpg", "000120/000120_1_tt0001_000340.jpg",
                 "000015/000015_0_tt0002_000007.jpg", "004999/004999_0_tt0003_000900.jpg"],
@@ -80,7 +89,6 @@ def last():
       "test/gallery": ["005100/005100_1_tt0005_000400.jpg", "005230/005230_0_tt0006_000500.jpg",
                        "005300/005300_0_tt0007_000600.jpg"],
   }
-  seed = 400
   for folder, names in files.items():
     for n in names:
       dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
@@ -88,8 +96,11 @@ def last():
 
 
 def prcc():
+  write_prcc(dummy.fresh(os.path.join(HERE, "prcc")))
+
+
+def write_prcc(root, seed=500):
   """PRCC: rgb/train/<pid>/<A|B|C>_*.jpg, rgb/test/<A|B|C>/<pid>/*.jpg, rgb/val (not read)."""
-  root = dummy.fresh(os.path.join(HERE, "prcc"))
   files = {
       "rgb/train": ["001/A_cropped_rgb001.jpg", "001/C_cropped_rgb010.jpg",
                     "003/B_cropped_rgb002.jpg", "003/A_cropped_rgb005.jpg",
@@ -99,7 +110,6 @@ def prcc():
       "rgb/test/B": ["205/cropped_rgb050.jpg"],
       "rgb/test/C": ["205/cropped_rgb100.jpg", "206/cropped_rgb100.jpg", "206/cropped_rgb101.jpg"],
   }
-  seed = 500
   for folder, names in files.items():
     for n in names:
       dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
@@ -107,14 +117,55 @@ def prcc():
 
 
 def dg_market():
+  write_dg_market(dummy.fresh(os.path.join(HERE, "dg_market")))
+
+
+def write_dg_market(root, seed=600):
   """DG-Market: one folder of generated images named as DG-Net's generator writes them,
   '<structure label>_<appearance label>_gan<Market-1501 name of the appearance image>.jpg'."""
-  root = dummy.fresh(os.path.join(HERE, "dg_market"))
   names = ["000_000_gan0002_c1s1_000451_01.jpg", "417_000_gan0002_c2s1_000551_01.jpg",
            "003_001_gan0007_c1s1_001051_02.jpg", "750_002_gan1500_c6s3_086542_02.jpg",
            "012_002_gan1500_c5s3_086000_01.jpg"]
   for i, n in enumerate(names):
-    dummy.write_image(os.path.join(root, n), 600 + i, 32, 16)
+    dummy.write_image(os.path.join(root, n), seed + i, 32, 16)
+
+
+def write_market_style(root, files, seed):
+  """{folder: [name, ...]} of Market-style PID_cCAM names under ``root``."""
+  for folder, names in files.items():
+    for n in names:
+      dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
+      seed += 1
+
+
+def reid_4sets_native():
+  """The authors' reid_4sets sources side by side, in their publishers' folder names: Market-1501
+  (pids 2, 7, 10 in train), DukeMTMC-reID (5, 12), CUHK03-NP labelled (1, 3, 4; detected/ holds
+  other ids and must not be read), MSMT17_V1 (list_train 0, 3; list_val's id 1 is not read)."""
+  root = dummy.fresh(os.path.join(HERE, "reid_4sets_native"))
+  write_market(os.path.join(root, "Market-1501-v15.09.15"), seed=1000)
+  write_market_style(os.path.join(root, "DukeMTMC-reID"), {
+      "bounding_box_train": ["0005_c2_f0046182.jpg", "0005_c5_f0051341.jpg",
+                             "0012_c1_f0057703.jpg"],
+      "query": ["0005_c1_f0046300.jpg"],
+      "bounding_box_test": ["0005_c3_f0046400.jpg", "0000_c4_f0046500.jpg"]}, seed=1100)
+  write_market_style(os.path.join(root, "cuhk03-np"), {
+      "labeled/bounding_box_train": ["0001_c1_1.png", "0001_c2_6.png", "0003_c1_2.png",
+                                     "0004_c2_7.png"],
+      "labeled/query": ["0701_c1_1.png"], "labeled/bounding_box_test": ["0701_c2_6.png"],
+      "detected/bounding_box_train": ["0009_c1_1.png", "0009_c2_6.png"],
+      "detected/query": ["0701_c1_1.png"], "detected/bounding_box_test": ["0701_c2_6.png"]},
+      seed=1200)
+  write_msmt(os.path.join(root, "MSMT17_V1"), seed=1300)
+
+
+def last_prcc_dgmarket_native():
+  """The authors' reid_LaST_PRCC_DGMarket sources side by side: DG-Market (Market pids 2, 7,
+  1500), PRCC (1, 3, 10 in rgb/train), LaST (15, 120, 4999 in train/)."""
+  root = dummy.fresh(os.path.join(HERE, "last_prcc_dgmarket_native"))
+  write_dg_market(os.path.join(root, "DG-Market"), seed=1400)
+  write_prcc(os.path.join(root, "prcc"), seed=1500)
+  write_last(os.path.join(root, "LaST"), seed=1600)
 
 
 if __name__ == "__main__":
@@ -125,3 +176,5 @@ if __name__ == "__main__":
   last()
   prcc()
   dg_market()
+  reid_4sets_native()
+  last_prcc_dgmarket_native()
