@@ -164,3 +164,27 @@ def test_flash_short_sequences_use_xla(monkeypatch):
   with pytest.raises(ValueError, match="needs a TPU"):
     attention.resolve_impl("flash", "cpu")
   assert attention.resolve_impl(None, "tpu") == "flash"
+
+
+@pytest.mark.parametrize("dtype,head_dim,expect", [
+    (jnp.bfloat16, 64, "cudnn"), (jnp.float16, 128, "cudnn"), (jnp.bfloat16, 72, "cudnn"),
+    (jnp.float32, 64, "xla"),      # cuDNN's fused attention takes no float32
+    (jnp.bfloat16, 160, "xla"),    # head size above cuDNN's 128
+    (jnp.bfloat16, 36, "xla"),     # not a multiple of 8
+])
+def test_gpu_impl_picks_cudnn_where_the_operands_allow_it(monkeypatch, dtype, head_dim, expect):
+  """'gpu' (the GPU default) asks jax.nn for cuDNN where it takes the operands, else XLA. cuDNN
+  cannot run here, so the call is recorded and answered by XLA's attention."""
+  real = jax.nn.dot_product_attention
+  seen = []
+
+  def record(q, k, v, scale=None, implementation=None):
+    seen.append(implementation)
+    return real(q, k, v, scale=scale, implementation="xla")
+  monkeypatch.setattr(jax.nn, "dot_product_attention", record)
+  q, k, v = (x.astype(dtype) for x in _qkv(2, 17, 17, 2, head_dim))
+  out = attention.dot_product_attention(q, k, v, scale=0.3, impl="gpu")
+  assert seen == [expect] and out.dtype == dtype
+  assert attention.resolve_impl(None, "gpu") == "gpu"
+  with pytest.raises(ValueError, match="needs a GPU"):
+    attention.resolve_impl("gpu", "cpu")

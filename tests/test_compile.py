@@ -54,7 +54,7 @@ def test_attention_resolved_for_the_target_platform():
   """The model is built for the mesh's platform, not for the host's default backend."""
   assert attention.resolve_impl(None, "cpu") == "chunked"
   assert attention.resolve_impl(None, "tpu") == "flash"
-  assert attention.resolve_impl(None, "gpu") is None
+  assert attention.resolve_impl(None, "gpu") == "gpu"   # cuDNN where the operands allow it
   assert attention.resolve_impl("chunked", "tpu") == "chunked"   # an explicit choice is kept
   with pytest.raises(ValueError, match="attention_impl"):
     attention.resolve_impl("cudnn", "tpu")

@@ -261,3 +261,30 @@ def test_grouped_optimizer_step_equals_per_leaf(reference):
   for got, want in zip(jax.tree.leaves(jax.device_get(state.params)),
                        jax.tree.leaves(ref_state.params)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_bfloat16_compute_tracks_float32():
+  """``model.backbone.dtype='bfloat16'`` (the pod and GPU configs): bf16 matmuls, f32 parameters
+  and optimiser state. The per-dataset losses stay within 1 % of the float32 step's at step 0 and
+  within 2 % after 4 steps (bf16 keeps 8 bits of mantissa, ~0.4 % per rounding; measured on this
+  CPU: at most 0.26 % at step 0 (attributes) and 0.17 % after 4 steps (ReID))."""
+  mesh = mesh_lib.make_mesh((2, 1, 1), devices=jax.devices()[:2])
+  batches = [S.batch(S.config(), seed=i) for i in range(4)]
+  runs = {}
+  for dtype in ("float32", "bfloat16"):
+    cfg = S.config()
+    cfg.model.backbone.dtype = dtype
+    state, metrics, _ = _run(cfg, mesh, steps=4, batches=batches)
+    runs[dtype] = (state, metrics)
+  state, bf16 = runs["bfloat16"]
+  _, f32 = runs["float32"]
+  assert {l.dtype for l in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+  assert {l.dtype for l in jax.tree.leaves(state.opt_state)
+          if jnp.issubdtype(l.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
+  keys = [k for k in f32[0] if k.startswith("loss/")]
+  assert len(keys) == 5
+  for step, rtol in ((0, 0.01), (3, 0.02)):
+    for k in keys + ["loss"]:
+      np.testing.assert_allclose(bf16[step][k], f32[step][k], rtol=rtol, err_msg=f"{k} @ {step}")
+  # bf16 really ran: the losses are not bit-identical.
+  assert any(bf16[0][k] != f32[0][k] for k in keys)

@@ -14,7 +14,12 @@ D]`` (the layout of ``jax.nn.dot_product_attention``), no mask, no bias.
   against 1.66 s on the 2-core dev machine) and removes the largest activations of long
   sequences. Serialising the groups would waste an accelerator, so it is the default on CPU only.
 * ``'xla'`` / ``'cudnn'``: ``jax.nn.dot_product_attention`` with that implementation (``'cudnn'``
-  is the fused flash kernel on NVIDIA GPUs).
+  is the fused flash kernel on NVIDIA GPUs; it takes bfloat16 / float16 operands with a head size
+  that is a multiple of 8 up to 128, and fails otherwise).
+* ``'gpu'``: ``'cudnn'`` where the operands allow it (:func:`cudnn_supports`), else ``'xla'``;
+  the choice is made per call at trace time, so a float32 evaluation of a bfloat16-trained model
+  still runs. (``jax.nn.dot_product_attention``'s own default is XLA's attention: up to jax 0.12
+  it never picks cuDNN by itself.)
 * ``'flash'`` (TPU): Pallas's TPU flash-attention kernel
   (``jax.experimental.pallas.ops.tpu.flash_attention``) for sequences of at least
   :data:`FLASH_MIN_TOKENS` keys or queries, XLA's attention for shorter ones. The logits stay in
@@ -24,7 +29,7 @@ D]`` (the layout of ``jax.nn.dot_product_attention``), no mask, no bias.
   kernel runs under ``jax.shard_map`` over the batch axes of the mesh in context (and the heads
   over 'model' when they divide), since XLA cannot partition a custom kernel itself.
 * ``None``: resolved for a platform by :func:`resolve_impl`: ``'chunked'`` on CPU, ``'flash'`` on
-  TPU, ``jax.nn.dot_product_attention``'s own choice on GPU. Models resolve it when they are built
+  TPU, ``'gpu'`` on GPUs. Models resolve it when they are built
   for a mesh (``path_jax.model.path.from_config(cfg, platform=...)``), so a step compiled on a CPU
   host for a TPU topology gets the TPU's implementation; an unresolved ``None`` reaching
   :func:`dot_product_attention` falls back to ``jax.default_backend()``.
@@ -40,20 +45,23 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-IMPLS = (None, "chunked", "xla", "cudnn", "flash")
+IMPLS = (None, "chunked", "xla", "cudnn", "gpu", "flash")
+CUDNN_DTYPES = ("bfloat16", "float16")
+CUDNN_MAX_HEAD_DIM = 128
 FLASH_MIN_TOKENS = 512   # 'flash': shorter sequences use XLA's attention (cheap at that size)
 DEFAULT_CHUNK = 4   # (batch, head) pairs per lax.map step: 4 x 900 x 900 float32 is 13 MB
 
 
 def resolve_impl(impl: str | None, platform: str) -> str | None:
   """The implementation to use on ``platform`` ('cpu', 'tpu', 'gpu'/'cuda'/'rocm') for the config
-  value ``impl``: an explicit choice is kept; ``None`` becomes ``'chunked'`` on CPU, ``'xla'`` on
-  TPU and stays ``None`` (jax.nn's choice: cuDNN where it can) on GPUs."""
+  value ``impl``: an explicit choice is kept; ``None`` becomes ``'chunked'`` on CPU, ``'flash'`` on
+  TPU and ``'gpu'`` (cuDNN where the operands allow it, else XLA) on GPUs."""
   if impl not in IMPLS:
     raise ValueError(f"unknown attention implementation {impl!r} "
                      f"(config.model.backbone.attention_impl); use one of {IMPLS}")
   if impl is not None:
-    need = {"cudnn": ("gpu", "cuda"), "flash": ("tpu",)}.get(impl)
+    need = {"cudnn": ("gpu", "cuda"), "gpu": ("gpu", "cuda", "rocm"),
+            "flash": ("tpu",)}.get(impl)
     if need and platform not in need:
       raise ValueError(f"attention_impl={impl!r} needs a {need[0].upper()}, but the mesh's "
                        f"devices are {platform!r}; set config.model.backbone.attention_impl to "
@@ -63,7 +71,17 @@ def resolve_impl(impl: str | None, platform: str) -> str | None:
     return "chunked"
   if platform == "tpu":
     return "flash"
+  if platform in ("gpu", "cuda", "rocm"):
+    return "gpu"
   return None
+
+
+def cudnn_supports(q: jax.Array, k: jax.Array) -> bool:
+  """Whether cuDNN's fused attention takes these operands: bfloat16 / float16, one dtype, a head
+  size that is a multiple of 8 and at most :data:`CUDNN_MAX_HEAD_DIM`."""
+  d = q.shape[-1]
+  return (q.dtype.name in CUDNN_DTYPES and k.dtype == q.dtype and d % 8 == 0
+          and d <= CUDNN_MAX_HEAD_DIM and k.shape[-1] == d)
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
@@ -79,6 +97,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: fl
     if max(q.shape[1], k.shape[1]) >= FLASH_MIN_TOKENS:
       return flash_attention(q, k, v, float(scale))
     impl = "xla"
+  if impl == "gpu":
+    impl = "cudnn" if cudnn_supports(q, k) else "xla"
   return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation=impl)
 
 
