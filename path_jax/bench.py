@@ -6,6 +6,8 @@
           model FLOPs per step, MFU, compile time, memory
   detection  detection loss with Hungarian matching (900 queries x 100 boxes)
   data    training-transform images/s per CPU core for every task
+  suite   the accelerator suite (launch/gpu_bench.sh): device, versions, measured bf16 peak,
+          backbone batch sweep and attention implementations, the PATH step, MFU of each
 
 Other benchmarks register themselves in ``BENCHES`` (step, detection, data) from their owners.
 Timings exclude compilation (reported separately) and block on the results.
@@ -359,6 +361,9 @@ BENCHES: dict[str, tuple[Callable | str, Callable | None, str]] = {
     "data": ("path_jax.input.bench", None, "training-transform images/s per CPU core"),
     "detection": ("path_jax.tasks.detection.bench", None,
                   "detection loss with Hungarian matching"),
+    "suite": ("path_jax.bench_suite", None,
+              "device, versions, measured bf16 peak, backbone batch sweep, attention, PATH step "
+              "(launch/gpu_bench.sh)"),
 }
 
 
