@@ -310,3 +310,27 @@ def test_extract_frames_video(tmp_path):
       extract_frames.frame_name(n) for n in range(1, 11)]
   assert [round((grey(n) - 10) / 20) for n in range(1, 11)] == list(range(10))
   assert sorted(os.listdir(tmp_path / "seq")) == ["video_0", "video_0.avi"]
+
+
+def test_extract_frames_aist_layout(tmp_path):
+  """AIST++: frames of videos/<name>.mp4 go to frames/<name>/ numbered from 0 (--out_root,
+  --first 0), as pose/aist_native reads them."""
+  ffmpeg = _ffmpeg_or_skip()
+  src = tmp_path / "src"
+  src.mkdir()
+  for k in range(7):
+    Image.fromarray(np.full((24, 32, 3), 10 + 30 * k, np.uint8)).save(src / f"{k:03d}.png")
+  videos = tmp_path / "aist" / "videos"
+  videos.mkdir(parents=True)
+  subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-framerate", "60", "-i",
+                  str(src / "%03d.png"), "-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj420p",
+                  str(videos / "gBR_sBM_c01_d04_mBR0_ch01.mp4")], check=True)
+  frames = tmp_path / "aist" / "frames"
+  assert extract_frames.main(["--videos", str(videos / "*.mp4"), "--out_root", str(frames),
+                              "--first", "0", "--every", "2"]) == 0
+  out = frames / "gBR_sBM_c01_d04_mBR0_ch01"
+  assert sorted(os.listdir(out)) == [extract_frames.MARKER, "000000.jpg", "000002.jpg",
+                                     "000004.jpg", "000006.jpg"]
+  for n in (0, 2, 4, 6):     # 0-based file n is source frame n
+    assert abs(float(pixels(out / extract_frames.frame_name(n)).mean()) - (10 + 30 * n)) < 4
+  assert not (videos / "gBR_sBM_c01_d04_mBR0_ch01").exists()

@@ -9,6 +9,12 @@ pattern so the shell leaves it alone) the frames are written to ``D/<name>/%06d.
 D/<name>/%06d.jpg``), so file ``000001.jpg`` is the video's first frame (0-based frame index 0).
 The pose readers of data/pose/mocap.py expect exactly this (frame index f -> ``f+1:06d.jpg``).
 
+``--out_root DIR`` writes them to ``DIR/<name>/`` instead, and ``--first 0`` numbers them 0, 1,
+2, ... (``000000.jpg`` = frame 0): AIST++, whose reader (``pose/aist_native``) expects the frames
+of ``videos/<name>.mp4`` in ``frames/<name>/%06d.jpg`` from 0:
+``python -m data.tools.extract_frames --videos '/raw/aist_plusplus/videos/*.mp4'
+--out_root /raw/aist_plusplus/frames --first 0``.
+
 ``--every N`` writes only frames 1, 1+N, 1+2N, ... (0-based indices 0, N, 2N, ...), keeping
 their numbers (``000001.jpg``, ``00000{1+N}.jpg``, ...), to save disk space; the readers then
 build from the frames present (the others are counted as ``frame_not_extracted``), so build
@@ -69,18 +75,19 @@ def find_ffmpeg() -> str:
       "bundle one).")
 
 
-def frame_folder(video: str) -> str:
-  """``D/name.ext`` -> ``D/name`` (where its frames go)."""
-  return os.path.splitext(video)[0]
+def frame_folder(video: str, out_root: str | None = None) -> str:
+  """``D/name.ext`` -> ``D/name`` (where its frames go), or ``out_root/name``."""
+  base = os.path.splitext(video)[0]
+  return os.path.join(out_root, os.path.basename(base)) if out_root else base
 
 
-def partial_folder(video: str) -> str:
-  d, name = os.path.split(frame_folder(video))
+def partial_folder(video: str, out_root: str | None = None) -> str:
+  d, name = os.path.split(frame_folder(video, out_root))
   return os.path.join(d, f".{name}.partial")
 
 
 def frame_name(number: int) -> str:
-  """1-based frame number -> file name (``000001.jpg``)."""
+  """Frame number (1-based unless extracted with ``first=0``) -> file name (``000001.jpg``)."""
   return FRAME_PATTERN % number
 
 
@@ -104,7 +111,7 @@ def expand(patterns: Sequence[str]) -> list[str]:
 
 
 def _ffmpeg_cmd(ffmpeg: str, video: str, out_dir: str, every: int, quality: int,
-                fps_mode: str) -> list[str]:
+                fps_mode: str, first: int = 1) -> list[str]:
   cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", video, "-an"]
   if every > 1:
     cmd += ["-vf", f"select=not(mod(n\\,{every}))"]
@@ -112,14 +119,16 @@ def _ffmpeg_cmd(ffmpeg: str, video: str, out_dir: str, every: int, quality: int,
   cmd += ["-fps_mode", "passthrough"] if fps_mode == "fps_mode" else ["-vsync", "0"]
   if quality < 2:
     cmd += ["-qmin", str(quality)]
-  cmd += ["-q:v", str(quality), "-start_number", "1", os.path.join(out_dir, FRAME_PATTERN)]
+  cmd += ["-q:v", str(quality), "-start_number", str(first),
+          os.path.join(out_dir, FRAME_PATTERN)]
   return cmd
 
 
-def _run_ffmpeg(ffmpeg: str, video: str, out_dir: str, every: int, quality: int) -> None:
+def _run_ffmpeg(ffmpeg: str, video: str, out_dir: str, every: int, quality: int,
+                first: int = 1) -> None:
   err = ""
   for mode in ("fps_mode", "vsync"):  # -fps_mode since ffmpeg 5.1; -vsync before
-    proc = subprocess.run(_ffmpeg_cmd(ffmpeg, video, out_dir, every, quality, mode),
+    proc = subprocess.run(_ffmpeg_cmd(ffmpeg, video, out_dir, every, quality, mode, first),
                           capture_output=True, text=True)
     if proc.returncode == 0:
       return
@@ -132,14 +141,18 @@ def _run_ffmpeg(ffmpeg: str, video: str, out_dir: str, every: int, quality: int)
 
 
 def extract(video: str, every: int = 1, quality: int = DEFAULT_QUALITY, force: bool = False,
-            ffmpeg: str | None = None) -> tuple[str, int]:
+            ffmpeg: str | None = None, out_root: str | None = None,
+            first: int = 1) -> tuple[str, int]:
   """Extracts one video; returns (status, frames written): status 'done', 'skipped' (complete
-  folder) or 'kept' (a folder not written by this tool, left as is)."""
+  folder) or 'kept' (a folder not written by this tool, left as is). ``out_root``: frames go to
+  ``out_root/<name>/``; ``first``: the number of the first frame's file (1, or 0)."""
   if every < 1:
     raise ValueError(f"--every must be >= 1, got {every}")
+  if first not in (0, 1):
+    raise ValueError(f"--first must be 0 or 1, got {first}")
   if not 1 <= quality <= 31:
     raise ValueError(f"--quality must be in 1..31 (ffmpeg -q:v), got {quality}")
-  out = frame_folder(video)
+  out = frame_folder(video, out_root)
   if os.path.isdir(out) and not force:
     marker = read_marker(out)
     if marker is None:
@@ -150,24 +163,27 @@ def extract(video: str, every: int = 1, quality: int = DEFAULT_QUALITY, force: b
     frames = marker.get("frames", 0)
     return "skipped", frames if isinstance(frames, int) else 0
   ffmpeg = ffmpeg or find_ffmpeg()
-  tmp = partial_folder(video)
+  tmp = partial_folder(video, out_root)
   if os.path.exists(tmp):  # left by an interrupted run
     shutil.rmtree(tmp)
   os.makedirs(tmp)
   try:
-    _run_ffmpeg(ffmpeg, video, tmp, every, quality)
+    _run_ffmpeg(ffmpeg, video, tmp, every, quality, first)
     written = sorted(n for n in os.listdir(tmp) if n.endswith(".jpg"))
     if not written:
       raise ExtractionError(f"{video}: ffmpeg wrote no frame (unreadable or empty video?)")
     if every > 1:
-      # ffmpeg numbers the selected frames 1, 2, 3, ...; selected k is frame 1 + (k-1) * every.
-      # Renamed from the last: each target is >= its source and above every pending source.
-      for k in range(len(written), 0, -1):
-        os.rename(os.path.join(tmp, frame_name(k)),
-                  os.path.join(tmp, frame_name(1 + (k - 1) * every)))
+      # ffmpeg numbers the selected frames first, first + 1, ...; selected k (from 0) is frame
+      # first + k * every. Renamed from the last: each target is >= its source and above every
+      # pending source.
+      for k in range(len(written) - 1, -1, -1):
+        os.rename(os.path.join(tmp, frame_name(first + k)),
+                  os.path.join(tmp, frame_name(first + k * every)))
     with open(os.path.join(tmp, MARKER), "w") as f:
       json.dump({"video": os.path.basename(video), "every": every, "quality": quality,
-                 "frames": len(written), "numbering": "1-based, ffmpeg decoding order"}, f)
+                 "frames": len(written),
+                 "numbering": f"{first}-based, ffmpeg decoding order"}, f)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     if os.path.exists(out):  # --force: swap the old folder out only once the new one is whole
       old = tmp + ".old"
       os.rename(out, old)
@@ -193,6 +209,11 @@ def main(argv=None) -> int:
                  help="ffmpeg JPEG -q:v, 1 (best) .. 31 (default %(default)s)")
   p.add_argument("--jobs", type=int, default=1, help="videos extracted in parallel")
   p.add_argument("--force", action="store_true", help="re-extract complete folders too")
+  p.add_argument("--out_root", default=None,
+                 help="write the frames of D/<name>.<ext> to OUT_ROOT/<name>/ (default: D/<name>/)")
+  p.add_argument("--first", type=int, default=1, choices=(0, 1),
+                 help="number of the first frame's file: 1 (ffmpeg's; MPI-INF-3DHP, Human3.6M) "
+                      "or 0 (AIST++)")
   a = p.parse_args(argv)
   if a.every < 1 or not 1 <= a.quality <= 31 or a.jobs < 1:
     p.error("need --every >= 1, 1 <= --quality <= 31, --jobs >= 1")
@@ -209,7 +230,8 @@ def main(argv=None) -> int:
 
   def one(video):
     try:
-      return video, *extract(video, a.every, a.quality, a.force, ffmpeg), ""
+      return video, *extract(video, a.every, a.quality, a.force, ffmpeg, a.out_root,
+                             a.first), ""
     except ExtractionError as e:
       return video, "failed", 0, str(e)
 
@@ -219,9 +241,9 @@ def main(argv=None) -> int:
       if status == "failed":
         print(f"FAILED {video}: {err}", file=sys.stderr)
       elif status == "done":
-        print(f"{video}: {n} frames -> {frame_folder(video)}/")
+        print(f"{video}: {n} frames -> {frame_folder(video, a.out_root)}/")
       elif status == "kept":
-        print(f"{video}: {frame_folder(video)}/ exists without {MARKER}; left as is")
+        print(f"{video}: {frame_folder(video, a.out_root)}/ exists without {MARKER}; left as is")
   print(f"{len(videos)} videos: {counts['done']} extracted, {counts['skipped']} already "
         f"complete, {counts['kept']} left as found, {counts['failed']} failed")
   return 1 if counts["failed"] else 0
