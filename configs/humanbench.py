@@ -390,11 +390,10 @@ DOWNSTREAM: tuple[Downstream, ...] = (
         fields=dict(num_classes=1041)),
     _ds("cuhk03", "reid", "reid/cuhk03_np_labeled", 64, _REID_EVAL, "map_cmc",
         fields=dict(num_classes=767)),
-    # SenseReID has no training split: train on the authors' finetuning lists (the four sets of
-    # reid_4sets plus MARS, 3886 ids, §6.3), evaluate on SenseReID's probe/gallery (top-1).
-    # Both are read from the config's data_dir (the pretraining rows built with reid/lists have
-    # their own folders).
-    _ds("sensereid", "reid", "reid/lists", 64, _REID_EVAL, "top1",
+    # SenseReID has no training split: train on the authors' finetuning set (the four sets of
+    # reid_4sets plus MARS, 3886 ids, §6.3; reid/sensereid_train_native reads the five
+    # publishers' folders side by side), evaluate on SenseReID's probe/gallery (top-1).
+    _ds("sensereid", "reid", "reid/sensereid_train_native", 64, _REID_EVAL, "top1",
         eval_tfds_name="reid/sensereid", fields=dict(num_classes=3886)),
     _ds("coco", "pose", "pose/coco", 160, "val", "coco_ap",
         fields=dict(num_joints=17, flip_pairs=COCO_FLIP_PAIRS, upper_body_ids=COCO_UPPER_BODY)),

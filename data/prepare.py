@@ -109,6 +109,13 @@ DATASETS = (
        "http://www.isee-ai.cn/~yangqize/clothing.html (PRCC, Yang et al., TPAMI 2021)", SOURCE),
     _d("dg_market", "reid/dg_market", ("DG-Market", "DGMarket"),
        "https://github.com/NVlabs/DG-Net#dg-market", SOURCE),
+    _d("mars", "reid/mars", ("MARS", "mars", "MARS-v160809"),
+       "http://zheng-lab.cecs.anu.edu.au/Project/project_mars.html (MARS-v160809: bbox_train)",
+       SOURCE),
+    # SenseReID's finetuning train set (no split of its own): kept whole, not de-duplicated.
+    Dataset("sensereid_train", "reid/sensereid_train_native", (),
+            "the sources' sites (their rows)", EVAL,
+            sources=("market1501", "dukemtmc", "cuhk03", "msmt17", "mars")),
     _merged("reid_4sets", "reid/reid_4sets_native", ("market1501", "dukemtmc", "cuhk03", "msmt17"),
             67_070),
     _merged("reid_last_prcc_dgmarket", "reid/last_prcc_dgmarket_native",

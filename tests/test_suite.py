@@ -40,7 +40,8 @@ def test_every_humanbench_dataset_is_skipped_with_its_preparation_command(tmp_pa
     assert r["paper"] == paper_results.PATH_B["partial"][d.name]
     assert r["metric"]["label"] == paper_results.METRICS[d.eval_metric].label
   # SenseReID trains on the merged lists and evaluates on SenseReID: two builds.
-  assert [c.split()[2] for c in recs["sensereid"]["prepare"]] == ["reid/lists", "reid/sensereid"]
+  assert [c.split()[2] for c in recs["sensereid"]["prepare"]] == [
+      "reid/sensereid_train_native", "reid/sensereid"]
   # Written, and the JSON on disk is what was returned.
   with open(tmp_path / "w" / "results.json") as f:
     assert json.load(f)["datasets"] == json.loads(json.dumps(recs))

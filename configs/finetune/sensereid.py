@@ -1,6 +1,7 @@
 """Finetuning on SenseReID (out-of-dataset ReID; top-1). SenseReID has no training split:
-training reads the authors' finetuning lists (Market-1501, DukeMTMC-reID, CUHK03,
-MSMT17 and MARS; 3,886 ids) prepared as ``reid/lists``; evaluation reads
+training reads the authors' finetuning set (the train sets of Market-1501, DukeMTMC-reID,
+CUHK03-NP, MSMT17 and MARS; 3,886 ids) prepared as ``reid/sensereid_train_native`` from the
+publishers' folders; evaluation reads
 ``reid/sensereid`` (``eval_tfds_name``)."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Person re-identification builder: Market-1501-style folders, MSMT17 lists, SenseReID, id lists,
-and LaST, PRCC and DG-Market in their publishers' own folder layouts.
+and LaST, PRCC, DG-Market and MARS in their publishers' own folder layouts.
 
 Records (every split): ``image`` (encoded RGB), ``person_id`` int64, ``camera_id`` int32,
 ``role`` text ('train' | 'query' | 'gallery'), ``filename`` text (path relative to manual_dir).
@@ -10,7 +10,12 @@ the source has none (LaST, which has none, numbers its evaluation images one cam
 letters A/B/C are 0/1/2). Standard protocol: junk (id -1) is dropped everywhere, distractors
 (id 0) are kept in the gallery only.
 
-Merged configs (``reid_4sets_native``, ``last_prcc_dgmarket_native``) read the train splits of
+MARS (``mars``) is a video set read as images: every frame of ``bbox_train`` is one train record
+(no frame sampling; MARS's evaluation is tracklet-to-tracklet, which image records cannot
+express, so the config is train only).
+
+Merged configs (``reid_4sets_native``, ``last_prcc_dgmarket_native``,
+``sensereid_train_native``) read the train splits of
 several of the readers above side by side, each source from its publisher's folder under
 ``manual_dir`` (the preparation root; folder names tried in order, exactly, then ignoring case),
 as ``detection/det_5set`` does. Train split only. Each source's ids are re-packed to 0..n-1 as in
@@ -41,6 +46,11 @@ _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 # the Market-1501 PID after 'gan'.
 _DG_GAN_NAME = re.compile(r"^\d+_\d+_gan(\d+)_c\d+")
 _LEADING_ID = re.compile(r"^(\d+)_")
+# MARS frame names '<pid>C<cam>T<tracklet>F<frame>.jpg', e.g. 0065C1T0002F016.jpg: 4-digit PID
+# ('0000' distractors, '00-1' junk, in bbox_test), camera 1-6, tracklet number (per PID),
+# frame number in the tracklet (as the publisher's info/train_name.txt lists them and public
+# loaders parse them, e.g. torchreid's video/mars.py: PID = name[:4], camera = name[5]).
+_MARS_NAME = re.compile(r"^(\d+|00-1)C(\d+)T(\d+)F(\d+)")
 # PRCC cameras: the publisher's letters, numbered as the public loaders do (A 0, B 1, C 2).
 _PRCC_CAMERAS = {"A": 0, "B": 1, "C": 2}
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
@@ -49,8 +59,8 @@ _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 @dataclasses.dataclass
 class ReidConfig(tfds.core.BuilderConfig):
   """``layout``: 'market' | 'msmt' | 'sensereid' | 'lists' | 'last' | 'prcc' | 'dgmarket' |
-  'merged'; ``subdir``: folder under manual_dir that holds the Market-style folders (CUHK03-NP
-  'detected' / 'labeled'); ``sources`` (layout 'merged'): the :class:`ReidSource` read side by
+  'mars' | 'merged'; ``subdir``: folder under manual_dir that holds the Market-style folders
+  (CUHK03-NP 'detected' / 'labeled'); ``sources`` (layout 'merged'): the :class:`ReidSource` read side by
   side, in id order."""
   layout: str = "market"
   subdir: str = ""
@@ -97,6 +107,16 @@ LAST_PRCC_DGMARKET_SOURCES = (
                         "TPAMI 2021; the folder holding rgb/)"),
     ReidSource("last", ("last", "LaST"), "last", download="https://github.com/shuxjweb/last"),
 )
+# MARS (Zheng et al., ECCV 2016) as distributed: bbox_train/ and bbox_test/ (MARS-v160809);
+# info/ (tracklet tables, query index) comes separately from the MARS-evaluation repository and
+# is not read (train only).
+MARS_SOURCE = ReidSource(
+    "mars", ("MARS", "mars", "MARS-v160809"), "mars",
+    download="http://zheng-lab.cecs.anu.edu.au/Project/project_mars.html (MARS-v160809: "
+             "bbox_train, bbox_test; info/ from github.com/liangzheng06/MARS-evaluation)")
+# The authors' SenseReID finetuning set (REFERENCE §6.3): the four sets of reid_4sets (read as
+# reid_4sets_native reads them) then MARS: 751 + 702 + 767 + 1041 + 625 = 3886 ids.
+SENSEREID_TRAIN_SOURCES = REID_4SETS_SOURCES + (MARS_SOURCE,)
 # MSMT17_V2 (faces masked) names its image folders mask_train_v2 / mask_test_v2 next to the same
 # list files (as third-party loaders read it; not confirmed from the publisher's own readme).
 _MSMT_TRAIN_DIRS = ("train", "mask_train_v2")
@@ -138,6 +158,9 @@ class Reid(common.HumanBenchBuilder):
       ReidConfig(name="dg_market", layout="dgmarket",
                  description="DG-Market (github.com/NVlabs/DG-Net#dg-market) as distributed: "
                              "one folder of generated images, train only."),
+      ReidConfig(name="mars", layout="mars",
+                 description="MARS (video ReID) as distributed: every frame of bbox_train as "
+                             "one train image (625 ids); train only."),
       # MSMT17 without list_val.txt: the authors' 67,070 images (REFERENCE §4.7) are Market
       # 12,936 + Duke 16,522 + CUHK03-NP labelled 7,368 + MSMT17 list_train 30,248 (= 67,074);
       # with list_val (2,373 more images of the same 1041 ids) it would be 69,447.
@@ -150,6 +173,12 @@ class Reid(common.HumanBenchBuilder):
                  sources=LAST_PRCC_DGMARKET_SOURCES,
                  description="The authors' reid_LaST_PRCC_DGMarket: DG-Market, PRCC train and "
                              "LaST train side by side, ids offset per source (5901 ids)."),
+      # MSMT17 as in reid_4sets_native (list_train only).
+      ReidConfig(name="sensereid_train_native", layout="merged",
+                 sources=SENSEREID_TRAIN_SOURCES, msmt_train_includes_val=False,
+                 description="The authors' SenseReID finetuning set: the reid_4sets_native "
+                             "sources, then MARS's bbox_train frames, ids offset per source "
+                             "(3886 ids)."),
   ]
 
   def _features(self):
@@ -212,6 +241,11 @@ class Reid(common.HumanBenchBuilder):
                                                 "PID after 'gan')",
           "<pid>_*.jpg": "also accepted (PID = first '_' field)",
       }
+    if config.layout == "mars":
+      return {
+          "bbox_train/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg": "train frames, one record each",
+          "bbox_test/, info/": "not read (tracklet-level evaluation)",
+      }
     return {
         "fileList.txt": "one image path per line, relative to the folder holding the list",
         "metaList.txt": "a header line, then one integer pid per line (same order)",
@@ -244,6 +278,8 @@ class Reid(common.HumanBenchBuilder):
       return ["rgb/train", "rgb/test/A", "rgb/test/B", "rgb/test/C"]
     if c.layout == "dgmarket":
       return [] if _image_files(root, None) else ["<s>_<id>_gan<Market-1501 name>.jpg (no image found)"]
+    if c.layout == "mars":
+      return ["bbox_train"]
     if _list_dirs(root):
       return []
     return ["fileList.txt", "metaList.txt"]
@@ -264,6 +300,8 @@ class Reid(common.HumanBenchBuilder):
     if src.layout == "dgmarket":
       return ([] if src_root and _image_files(src_root, None)
               else ["<s>_<id>_gan<Market-1501 name>.jpg (no image found)"])
+    if src.layout == "mars":
+      return ["bbox_train"]
     raise ValueError(f"reid source {src.name}: layout {src.layout!r} has no train reader")
 
   def check_layout(self, root: str) -> None:
@@ -298,16 +336,22 @@ class Reid(common.HumanBenchBuilder):
               "person_id": "train ids re-packed per source (sorted source ids) and offset by the "
                            "ids of the sources before it: contiguous 0..N-1 in source order "
                            "(ranges in 'sources')",
-              "camera_id": "each source's own: the camera number (Market-style, MSMT17), the "
-                           "PRCC letter A/B/C as 0/1/2, -1 for LaST and DG-Market"}
+              "camera_id": "each source's own: the camera number (Market-style, MSMT17, MARS "
+                           "'C<cam>'), the PRCC letter A/B/C as 0/1/2, -1 for LaST and "
+                           "DG-Market"}
     camera = {"last": "LaST has no cameras: query/gallery image i gets camera i (gallery after "
                       "the query), so no true match is removed as same-camera; train -1",
               "prcc": "the PRCC camera letter: A 0, B 1, C 2",
-              "dgmarket": "-1 (a generated image mixes two source images)"}
-    return {"layout": self.builder_config.layout,
-            "person_id": "train ids re-packed to 0..N-1; query/gallery keep source ids",
-            "camera_id": camera.get(self.builder_config.layout,
-                                    "source camera number; -1 if the source has none")}
+              "dgmarket": "-1 (a generated image mixes two source images)",
+              "mars": "the camera number after 'C' in the frame name (1-6)"}
+    out = {"layout": self.builder_config.layout,
+           "person_id": "train ids re-packed to 0..N-1; query/gallery keep source ids",
+           "camera_id": camera.get(self.builder_config.layout,
+                                   "source camera number; -1 if the source has none")}
+    if self.builder_config.layout == "mars":
+      out["frames"] = ("every frame of every bbox_train tracklet is one record (no frame "
+                       "sampling); the tracklet is the filename's 'T<tracklet>' field")
+    return out
 
   # ---- parsing the sources --------------------------------------------------------------
   def _items(self, root: str) -> dict[str, list[_Item]]:
@@ -343,6 +387,8 @@ class Reid(common.HumanBenchBuilder):
               "query_same_clothes": self._prcc_test(root, "B", "query")}
     if c.layout == "dgmarket":
       return {"train": self._dg_market(root)}
+    if c.layout == "mars":
+      return {"train": self._mars_dir(root, "bbox_train", "train")}
     dirs = _list_dirs(root) or [""]
     train = []
     for g, d in enumerate(dirs):
@@ -484,6 +530,22 @@ class Reid(common.HumanBenchBuilder):
         items.append(_Item("train", os.path.relpath(path, root), pid, -1))
     return items
 
+  def _mars_dir(self, root, rel, role):
+    """MARS frames ``rel/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg``: PID and camera from the
+    name (its PID must be the folder's); Market-1501 protocol for PIDs -1 ('00-1') and 0."""
+    items = []
+    for path in _image_files(os.path.join(root, rel), 2):
+      name, folder = os.path.basename(path), os.path.basename(os.path.dirname(path))
+      m = _MARS_NAME.match(name)
+      if m is None or m.group(1) != folder:
+        self.report.bad("unparsable_name", path,
+                        f"expected {rel}/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg")
+        continue
+      pid = -1 if m.group(1) == "00-1" else int(m.group(1))
+      if self._keep(role, pid, "market"):
+        items.append(_Item(role, os.path.relpath(path, root), pid, int(m.group(2))))
+    return items
+
   def _id_list(self, root, sub, group):
     folder = os.path.join(root, sub)
     files = common.read_lines(os.path.join(folder, "fileList.txt"))
@@ -522,6 +584,8 @@ class Reid(common.HumanBenchBuilder):
       return self._last_dir(src_root, "train", "train")
     if src.layout == "dgmarket":
       return self._dg_market(src_root)
+    if src.layout == "mars":
+      return self._mars_dir(src_root, "bbox_train", "train")
     raise ValueError(f"reid source {src.name}: layout {src.layout!r} has no train reader")
 
   def _merged(self, root: str) -> Iterator[tuple[str, dict]]:
@@ -605,6 +669,9 @@ def _train_layout(src: ReidSource, msmt_includes_val: bool) -> dict[str, str]:
   if src.layout == "dgmarket":
     return {"<s>_<id>_gan<Market-1501 name>.jpg": "generated images, any depth (PID = the Market "
                                                   "PID after 'gan')"}
+  if src.layout == "mars":
+    return {"bbox_train/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg": "train frames, one record "
+                                                                   "each"}
   raise ValueError(f"reid source {src.name}: layout {src.layout!r} has no train reader")
 
 

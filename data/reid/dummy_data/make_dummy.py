@@ -1,6 +1,7 @@
 """Writes the ReID dummy data (real source layouts, 32x32 images). Run from the repo root:
 ``python -m data.reid.dummy_data.make_dummy``."""
 import os
+import shutil
 
 from data import dummy
 
@@ -130,6 +131,31 @@ def write_dg_market(root, seed=600):
     dummy.write_image(os.path.join(root, n), seed + i, 32, 16)
 
 
+def mars():
+  write_mars(dummy.fresh(os.path.join(HERE, "mars")))
+
+
+def write_mars(root, seed=700):
+  """MARS as distributed (MARS-v160809; layout as the publisher's page
+  zheng-lab.cecs.anu.edu.au/Project/project_mars.html describes it and public loaders read it,
+  e.g. torchreid's video/mars.py): ``bbox_train/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg`` and
+  ``bbox_test/`` likewise, with the distractor folder ``0000`` and the junk folder ``00-1``. Train
+  pids 3 (two tracklets, cameras 1 and 4), 11 and 20. info/ (from the MARS-evaluation repository)
+  is not read by the builder and not written here."""
+  files = {
+      "bbox_train": ["0003/0003C1T0001F001.jpg", "0003/0003C1T0001F002.jpg",
+                     "0003/0003C4T0002F001.jpg", "0011/0011C2T0001F001.jpg",
+                     "0011/0011C2T0001F002.jpg", "0011/0011C2T0001F003.jpg",
+                     "0020/0020C6T0001F001.jpg"],
+      "bbox_test": ["0002/0002C1T0001F001.jpg", "0002/0002C3T0002F001.jpg",
+                    "0000/0000C5T0001F001.jpg", "00-1/00-1C2T0001F001.jpg"],
+  }
+  for folder, names in files.items():
+    for n in names:
+      dummy.write_image(os.path.join(root, folder, n), seed, 32, 16)
+      seed += 1
+
+
 def write_market_style(root, files, seed):
   """{folder: [name, ...]} of Market-style PID_cCAM names under ``root``."""
   for folder, names in files.items():
@@ -168,6 +194,16 @@ def last_prcc_dgmarket_native():
   write_last(os.path.join(root, "LaST"), seed=1600)
 
 
+def sensereid_train_native():
+  """The authors' SenseReID finetuning sources side by side (REFERENCE §6.3): the
+  reid_4sets_native dummy's four publisher folders, copied, then MARS (copied from the mars
+  dummy) in its folder 'MARS'. Run after reid_4sets_native() and mars()."""
+  root = os.path.join(HERE, "sensereid_train_native")
+  shutil.rmtree(root, ignore_errors=True)
+  shutil.copytree(os.path.join(HERE, "reid_4sets_native"), root)
+  shutil.copytree(os.path.join(HERE, "mars"), os.path.join(root, "MARS"))
+
+
 if __name__ == "__main__":
   market()
   msmt()
@@ -178,3 +214,5 @@ if __name__ == "__main__":
   dg_market()
   reid_4sets_native()
   last_prcc_dgmarket_native()
+  mars()
+  sensereid_train_native()
