@@ -67,6 +67,23 @@ VIDEO_KEY = "_video_id"
 FRAME_KEY = "_frame_index"
 
 
+def find_folder(root: str, folders) -> str | None:
+  """The first of ``folders`` that is a folder under ``root``, matched exactly, then ignoring
+  case; None if there is none (or ``root`` is not a folder). How data.prepare and the merged
+  builders (det_5set, reid_4sets_native, attr_5set_native, ...) find a publisher's folder."""
+  try:
+    entries = {e.lower(): e for e in os.listdir(root)}
+  except (FileNotFoundError, NotADirectoryError):
+    return None
+  for name in folders:
+    if os.path.isdir(os.path.join(root, name)):
+      return name
+    found = entries.get(name.lower())
+    if found is not None and os.path.isdir(os.path.join(root, found)):
+      return found
+  return None
+
+
 class MissingInputError(FileNotFoundError):
   """A file or folder of the expected ``manual_dir`` layout does not exist."""
 

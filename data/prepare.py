@@ -231,17 +231,11 @@ CHECKLIST = "prepare_checklist.json"
 
 def find_folder(raw_root: str, d: Dataset) -> str | None:
   """The dataset's manual_dir under ``raw_root`` (folder names matched exactly, then ignoring
-  case), or None."""
-  try:
-    entries = {e.lower(): e for e in os.listdir(raw_root)
-               if os.path.isdir(os.path.join(raw_root, e))}
-  except FileNotFoundError:
+  case, as the merged builders match their sources), or None."""
+  hit = common.find_folder(raw_root, d.folders)
+  if hit is None:
     return None
-  for name in d.folders:
-    hit = name if os.path.isdir(os.path.join(raw_root, name)) else entries.get(name.lower())
-    if hit:
-      return os.path.join(raw_root, hit, d.subdir) if d.subdir else os.path.join(raw_root, hit)
-  return None
+  return os.path.join(raw_root, hit, d.subdir) if d.subdir else os.path.join(raw_root, hit)
 
 
 def eval_hashes(d: Dataset, manual_dir: str, data_dir: str, rehash: bool) -> dict[str, int]:

@@ -777,21 +777,6 @@ _LIN = {"duke_attr_mat": ("duke_attribute", DUKE_ATTRIBUTES),
         "market_attr_mat": ("market_attribute", MARKET_NAMES)}
 
 
-def _find_folder(root: str, folders) -> str:
-  """The first of ``folders`` under ``root``, exactly then ignoring case; else the first name
-  (reported missing by the layout check)."""
-  try:
-    entries = {e.lower(): e for e in os.listdir(root)}
-  except FileNotFoundError:
-    return folders[0]
-  for name in folders:
-    if os.path.isdir(os.path.join(root, name)):
-      return name
-    if name.lower() in entries:
-      return entries[name.lower()]
-  return folders[0]
-
-
 def _first(root, candidates, probe=""):
   """The first candidate under ``root`` (holding ``probe`` if given); else the first one."""
   return next((c for c in candidates if os.path.exists(os.path.join(root, c, probe))),
@@ -909,7 +894,7 @@ class Attributes(common.HumanBenchBuilder):
     if c.source == "merged":
       out = []
       for src in c.sources:
-        folder = _find_folder(root, src.folders)
+        folder = common.find_folder(root, src.folders) or src.folders[0]
         out += [os.path.join(folder, p) for p in _source_required(
             _CONFIGS[src.config], os.path.join(root, folder), src.train + src.test)]
       return out
@@ -1021,7 +1006,7 @@ class Attributes(common.HumanBenchBuilder):
     names, blocks, folders = [], {}, {}
     parts = {"train": [], "test": []}
     for src in c.sources:
-      folder = _find_folder(root, src.folders)
+      folder = common.find_folder(root, src.folders) or src.folders[0]
       src_root = os.path.join(root, folder)
       d = self._read_source(_CONFIGS[src.config], src_root, src.mirror, src.train + src.test)
       start = len(names)

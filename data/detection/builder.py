@@ -209,7 +209,7 @@ class Detection(common.HumanBenchBuilder):
     if c.layout == "merged":
       out = []
       for _, folders, alternatives in c.sources:
-        folder = _find_folder(root, folders)
+        folder = common.find_folder(root, folders) or folders[0]
         layout, ann, img = _pick_layout(os.path.join(root, folder), alternatives)
         out += [os.path.join(folder, p) for p in _source_required(layout, ann, img)]
       return out
@@ -247,7 +247,7 @@ class Detection(common.HumanBenchBuilder):
     box dropped."""
     used = []
     for name, folders, alternatives in self.builder_config.sources:
-      folder = _find_folder(root, folders)
+      folder = common.find_folder(root, folders) or folders[0]
       layout, ann, img = _pick_layout(os.path.join(root, folder), alternatives)
       used.append({"name": name, "folder": folder, "layout": layout, "annotation": ann})
       self.info.metadata["sources"] = list(used)
@@ -575,21 +575,6 @@ def _covered_fraction(box, regions) -> float:
     if iw > 0 and ih > 0:
       inter += iw * ih
   return inter / (w * h)
-
-
-def _find_folder(root: str, folders) -> str:
-  """The first of ``folders`` under ``root``, exactly then ignoring case; else the first name
-  (reported missing by the layout check)."""
-  try:
-    entries = {e.lower(): e for e in os.listdir(root)}
-  except FileNotFoundError:
-    return folders[0]
-  for name in folders:
-    if os.path.isdir(os.path.join(root, name)):
-      return name
-    if name.lower() in entries:
-      return entries[name.lower()]
-  return folders[0]
 
 
 def _walk(folder: str, suffix: str) -> list[str]:

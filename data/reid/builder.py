@@ -258,7 +258,7 @@ class Reid(common.HumanBenchBuilder):
     if c.layout == "merged":
       out = []
       for src in c.sources:
-        folder = _find_folder(root, src.folders)
+        folder = common.find_folder(root, src.folders)
         src_root = os.path.join(root, folder) if folder else None
         out += [f"{folder or src.folders[0]}/{p}" for p in self._source_required(src, src_root)]
       return out
@@ -312,7 +312,7 @@ class Reid(common.HumanBenchBuilder):
       return super().check_layout(root)
     problems = []
     for src in c.sources:
-      folder = _find_folder(root, src.folders)
+      folder = common.find_folder(root, src.folders)
       tried = ", ".join(f"'{f}'" for f in src.folders)
       if folder is None:
         need = ", ".join(f"{src.folders[0]}/{p}" for p in self._source_required(src, None))
@@ -592,7 +592,7 @@ class Reid(common.HumanBenchBuilder):
     """The sources' train records in turn; ids packed per source and offset (module doc)."""
     chosen, summary, offset = [], [], 0
     for src in self.builder_config.sources:
-      folder = _find_folder(root, src.folders)
+      folder = common.find_folder(root, src.folders)
       src_root = os.path.join(root, folder)
       items = sorted(self._source_train_items(src, src_root), key=lambda it: it.relpath)
       # Validate first so that ids whose every image is unreadable leave no hole in the range.
@@ -681,22 +681,6 @@ def _msmt_train_dir(src_root: str | None) -> str:
     if src_root and os.path.isdir(os.path.join(src_root, d)):
       return d
   return _MSMT_TRAIN_DIRS[0]
-
-
-def _find_folder(root: str, folders) -> str | None:
-  """The first of ``folders`` that is a folder under ``root``, matched exactly, then ignoring
-  case; None if there is none."""
-  try:
-    entries = {e.lower(): e for e in os.listdir(root)}
-  except (FileNotFoundError, NotADirectoryError):
-    return None
-  for name in folders:
-    if os.path.isdir(os.path.join(root, name)):
-      return name
-    found = entries.get(name.lower())
-    if found is not None and os.path.isdir(os.path.join(root, found)):
-      return found
-  return None
 
 
 def _list_dirs(root: str) -> list[str]:
