@@ -11,15 +11,11 @@ read; Market-style ``PID_cCAM`` names with junk -1 and distractor 0 out of train
 merge rule: ids packed per source in sorted source-id order, offset by the ids of the sources
 before it (Market-1501, DukeMTMC-reID, CUHK03-NP labelled, MSMT17, MARS).
 """
-import glob
-import json
 import os
-import re
 import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -29,7 +25,9 @@ from data import common
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DUMMY = os.path.join(REPO, "data", "reid", "dummy_data")
 CONFIGS = ("mars", "sensereid_train_native", "reid_4sets_native")
-MARKET = re.compile(r"^(-?\d+)_c(\d+)")
+# The merged-row test's helpers: records, metadata, pixels, the expected-record builders.
+from test_reid_merged import (market_style, merged_ids, metadata, msmt_train, pixels,  # noqa: E402
+                              records, rels)
 
 
 @pytest.fixture(scope="module")
@@ -39,25 +37,6 @@ def built(tmp_path_factory):
   return data_dir, folders
 
 
-def records(data_dir, config, split="train"):
-  src = tfds.data_source(f"reid/{config}", data_dir=data_dir)[split]
-  return {r["filename"].decode(): r for r in (src[i] for i in range(len(src)))}
-
-
-def metadata(folder):
-  with open(os.path.join(folder, "metadata.json")) as f:
-    return json.load(f)
-
-
-def pixels(path):
-  return np.asarray(Image.open(path).convert("RGB"))
-
-
-def rels(root, pattern):
-  return sorted(os.path.relpath(p, root) for p in glob.glob(os.path.join(root, pattern)))
-
-
-# ---- expected records, worked out from the dummy files -------------------------------------------
 def mars_train(root, folder=""):
   """{relpath: (source pid, camera)} of MARS's bbox_train frames."""
   prefix = f"{folder}/" if folder else ""
@@ -69,24 +48,6 @@ def mars_train(root, folder=""):
   return out
 
 
-def market_style(root, folder, pattern):
-  out = {}
-  for rel in rels(root, f"{folder}/{pattern}"):
-    pid, cam = (int(g) for g in MARKET.match(os.path.basename(rel)).groups())
-    if pid > 0:
-      out[rel] = (pid, cam)
-  return out
-
-
-def msmt_train(root, folder):
-  out = {}
-  with open(os.path.join(root, folder, "list_train.txt")) as f:
-    for line in f:
-      path, pid = line.split()
-      out[f"{folder}/train/{path}"] = (int(pid), int(os.path.basename(path).split("_")[2]))
-  return out
-
-
 def expected_sensereid_train(root):
   return [("market1501", market_style(root, "Market-1501-v15.09.15", "bounding_box_train/*.jpg")),
           ("dukemtmc", market_style(root, "DukeMTMC-reID", "bounding_box_train/*.jpg")),
@@ -94,18 +55,6 @@ def expected_sensereid_train(root):
                                              "labeled/bounding_box_train/*.png")),
           ("msmt17", msmt_train(root, "MSMT17_V1")),
           ("mars", mars_train(root, "MARS"))]
-
-
-def merged_ids(sources):
-  """{relpath: (merged id, camera)} and [(name, id_start, id_stop)] in source order."""
-  out, ranges, offset = {}, [], 0
-  for name, files in sources:
-    ids = sorted({pid for pid, _ in files.values()})
-    for rel, (pid, cam) in files.items():
-      out[rel] = (offset + ids.index(pid), cam)
-    ranges.append((name, offset, offset + len(ids)))
-    offset += len(ids)
-  return out, ranges
 
 
 # ---- reid/mars -----------------------------------------------------------------------------------
