@@ -27,6 +27,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DUMMY = os.path.join(REPO, "data", "pose", "dummy_data")
 W, H = 32, 24          # the dummy frames' size
 STRIDE = 100_000       # image id = video number * STRIDE + 1-based frame
+# The rules the README documents for boxes (shared with the video-set readers' tests).
+from test_pose_readers_video import build_report, clip_xywh, joint_box  # noqa: E402
+
 # mpii_get_joint_set.m 'relevant' (1-based 8 6 15 16 17 10 11 12 24 25 26 19 20 21 5 4 7), 0-based.
 TDHP_17 = [7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6]
 # The standard Human3.6M 17 of 32 (pelvis, r leg, l leg, spine, thorax, neck, head, l arm, r arm).
@@ -36,25 +39,6 @@ H36M_17 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
 def records(data_dir, name, split):
   src = tfds.data_source(f"pose/{name}", data_dir=data_dir)[split]
   return sorted((src[i] for i in range(len(src))), key=lambda r: r["image_id"])
-
-
-def build_report(folder):
-  with open(os.path.join(folder, "build_report.json")) as f:
-    return json.load(f)
-
-
-def clip_xywh(box, width, height):
-  x, y, w, h = box
-  x1, y1 = max(0.0, x), max(0.0, y)
-  x2, y2 = min(width - 1.0, x + w - 1), min(height - 1.0, y + h - 1)
-  return np.array([x1, y1, x2 - x1, y2 - y1], np.float32)
-
-
-def joint_box(xy, v, pad=0.1):
-  lab = xy[v > 0]
-  lo, hi = lab.min(0), lab.max(0)
-  lo, hi = lo - (hi - lo) * pad, hi + (hi - lo) * pad
-  return [lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]
 
 
 def expected_person(xy):
