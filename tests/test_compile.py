@@ -141,6 +141,7 @@ def test_compile_command_line(tmp_path):
   base = [sys.executable, "-m", "path_jax.compile", "--config=configs/demo.py",
           "--topology=v5p-8", "--config.datasets.mini_crowdhuman.batch_size=4"]
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  env.pop("MALLOC_ARENA_MAX", None)
   out = tmp_path / "r.json"
   p = subprocess.run(base + [f"--json={out}"], cwd=ROOT, env=env, capture_output=True,
                      text=True, timeout=900)
@@ -148,12 +149,58 @@ def test_compile_command_line(tmp_path):
   assert "FITS" in p.stdout and "per-chip memory" in p.stdout
   report = json.loads(out.read_text())
   assert report["chips"] == 4 and report["attention_impl"] == "flash"
+  if _glibc():
+    assert report["host_malloc_arenas"] == 2 and "malloc arenas capped at 2" in p.stdout
   p = subprocess.run(base + ["--min_headroom=0.9999"], cwd=ROOT, env=env, capture_output=True,
                      text=True, timeout=900)
   assert p.returncode == 1 and "DOES NOT FIT" in p.stdout
   p = subprocess.run(base[:-1] + ["--config.datasets.mini_crowdhuman.batch_size=6"], cwd=ROOT,
                      env=env, capture_output=True, text=True, timeout=900)
   assert p.returncode == 2 and "divisor=4" in p.stderr
+
+
+def _glibc() -> bool:
+  import ctypes
+  return hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+
+
+_ARENAS = """
+import ctypes, sys, threading
+sys.path.insert(0, {root!r})
+from path_jax import compile as c
+print("cap", c.limit_malloc_arenas({cap}))
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+alive = threading.Barrier(6)
+def work():
+  for _ in range(200):
+    libc.malloc(4096)
+  alive.wait()   # all six alive at once: no thread inherits an exited one's arena
+ts = [threading.Thread(target=work) for _ in range(6)]
+[t.start() for t in ts]; [t.join() for t in ts]
+libc.malloc_stats()   # one 'Arena N:' block per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_malloc_arena_cap_takes_effect():
+  """``--malloc_arenas`` (default 2) really caps the arenas that threads allocate from: six
+  allocating threads get their own arenas by default and share two under the cap; a
+  MALLOC_ARENA_MAX in the environment wins."""
+  if not _glibc():
+    pytest.skip("not glibc")
+  env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+  def arenas(cap, extra=None):
+    p = subprocess.run([sys.executable, "-c", _ARENAS.format(root=ROOT, cap=cap)],
+                       env=dict(env, **(extra or {})), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()[1], p.stderr.count("Arena ")
+
+  assert arenas(0) == ("None", 7)          # the main arena + one per thread
+  assert arenas(2) == ("2", 2)
+  assert arenas(2, {"MALLOC_ARENA_MAX": "3"}) == ("3", 3)
 
 
 @needs_libtpu
